@@ -3,15 +3,27 @@
 //! The types read and write the OpenAI JSON shape directly, and every object keeps the fields it
 //! does not know in `extra`, so a request passing through promptops reaches the upstream provider
 //! with nothing dropped (new vendor fields keep working without a release of ours).
+//!
+//! Round trip: JSON → [`Message`] → JSON gives back an equal `serde_json::Value` for everything
+//! OpenAI accepts, with three normalisations: an absent `content` is written back as `null` (what
+//! OpenAI itself sends for tool-call-only assistant turns), an absent tool/tool-call `type` is
+//! written as `"function"`, and `null` or `[]` in the optional `name`, `tool_call_id`,
+//! `tool_calls` fields are written as absent.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{DeserializeOwned, Error as _, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
+
+use crate::CoreError;
 
 /// Unknown JSON fields of an object, kept so that serialisation gives them back unchanged.
 pub type Extra = Map<String, Value>;
 
 /// Who speaks a message. `Developer` is OpenAI's name for instructions that rank below `System`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Instructions from the application owner.
@@ -29,6 +41,21 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, in the order the error message for an unknown role lists them.
+    pub const ALL: [Role; 6] = [
+        Role::System,
+        Role::Developer,
+        Role::User,
+        Role::Assistant,
+        Role::Tool,
+        Role::Function,
+    ];
+
+    /// The role with this wire name, if there is one.
+    pub fn from_wire(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == name)
+    }
+
     /// The wire name of the role.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -42,8 +69,21 @@ impl Role {
     }
 }
 
+impl<'de> Deserialize<'de> for Role {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Role::from_wire(&name).ok_or_else(|| {
+            let known: Vec<&str> = Role::ALL.iter().map(|role| role.as_str()).collect();
+            D::Error::custom(format!(
+                "unknown role {name:?} (expected one of {})",
+                known.join(", ")
+            ))
+        })
+    }
+}
+
 /// The content of a message: a plain string or a list of typed parts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Content {
     /// Plain text.
@@ -65,6 +105,64 @@ impl Content {
     }
 }
 
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(
+            match deserialize_text_or_list(deserializer, "a string or an array of content parts")? {
+                TextOrList::Text(text) => Content::Text(text),
+                TextOrList::List(parts) => Content::Parts(parts),
+            },
+        )
+    }
+}
+
+/// A string or a list of `T`: the shape of message content in both OpenAI and Anthropic.
+pub(crate) enum TextOrList<T> {
+    /// The string form.
+    Text(String),
+    /// The list form.
+    List(Vec<T>),
+}
+
+/// Reads [`TextOrList`] with an error that says what was expected, and element paths kept (an
+/// untagged enum would only say "data did not match any variant").
+pub(crate) fn deserialize_text_or_list<'de, D, T>(
+    deserializer: D,
+    expecting: &'static str,
+) -> Result<TextOrList<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct TextOrListVisitor<T>(&'static str, PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for TextOrListVisitor<T> {
+        type Value = TextOrList<T>;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+            formatter.write_str(self.0)
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            Ok(TextOrList::Text(text.to_owned()))
+        }
+
+        fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
+            Ok(TextOrList::Text(text))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+            while let Some(item) = seq.next_element()? {
+                items.push(item);
+            }
+            Ok(TextOrList::List(items))
+        }
+    }
+
+    deserializer.deserialize_any(TextOrListVisitor(expecting, PhantomData))
+}
+
 impl From<&str> for Content {
     fn from(text: &str) -> Self {
         Content::Text(text.to_owned())
@@ -78,13 +176,33 @@ impl From<String> for Content {
 }
 
 /// One part of multi-part content.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ContentPart {
     /// A part type promptops understands.
     Known(KnownPart),
     /// Any other part (audio, files, future types), kept verbatim.
     Other(Value),
+}
+
+/// The `type`s that [`KnownPart`] models; a part of such a type must be well-formed.
+const KNOWN_PART_TYPES: [&str; 2] = ["text", "image_url"];
+
+impl<'de> Deserialize<'de> for ContentPart {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        let Some(kind) = value.get("type").and_then(Value::as_str) else {
+            return Err(D::Error::custom(
+                "a content part must be an object with a string `type`",
+            ));
+        };
+        let Some(known) = KNOWN_PART_TYPES.into_iter().find(|known| *known == kind) else {
+            return Ok(ContentPart::Other(value));
+        };
+        KnownPart::deserialize(value)
+            .map(ContentPart::Known)
+            .map_err(|error| D::Error::custom(format!("{known} part: {error}")))
+    }
 }
 
 impl ContentPart {
@@ -218,12 +336,16 @@ pub struct FunctionDefinition {
 }
 
 /// One chat message.
+///
+/// Reading checks what OpenAI would reject anyway: a `tool` message needs `tool_call_id`, and
+/// every role but `assistant` and `function` needs `content`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawMessage")]
 pub struct Message {
     /// Who speaks.
     pub role: Role,
-    /// The content; `None` (JSON `null`) for assistant messages that only call tools.
-    #[serde(default)]
+    /// The content; `None` for assistant messages that only call tools. Always written, as
+    /// `null` when `None`, because that is what OpenAI sends (an absent `content` reads as `None`).
     pub content: Option<Content>,
     /// Optional participant name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -239,7 +361,53 @@ pub struct Message {
     pub extra: Extra,
 }
 
+/// [`Message`] as it stands on the wire, before the checks of [`Message::check`].
+#[derive(Deserialize)]
+struct RawMessage {
+    role: Role,
+    #[serde(default)]
+    content: Option<Content>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<ToolCall>>,
+    #[serde(default)]
+    tool_call_id: Option<String>,
+    #[serde(flatten)]
+    extra: Extra,
+}
+
+impl TryFrom<RawMessage> for Message {
+    type Error = String;
+
+    fn try_from(raw: RawMessage) -> Result<Self, Self::Error> {
+        let message = Message {
+            role: raw.role,
+            content: raw.content,
+            name: raw.name,
+            tool_calls: raw.tool_calls.unwrap_or_default(),
+            tool_call_id: raw.tool_call_id,
+            extra: raw.extra,
+        };
+        message.check()?;
+        Ok(message)
+    }
+}
+
 impl Message {
+    /// Why OpenAI would reject this message, if it would.
+    fn check(&self) -> Result<(), String> {
+        if self.role == Role::Tool && self.tool_call_id.is_none() {
+            return Err(
+                "a tool message needs `tool_call_id` (the id of the call it answers)".to_owned(),
+            );
+        }
+        if self.content.is_none() && !matches!(self.role, Role::Assistant | Role::Function) {
+            return Err(format!("a {} message needs `content`", self.role.as_str()));
+        }
+        Ok(())
+    }
+
     /// A message with plain text content.
     pub fn new(role: Role, text: impl Into<String>) -> Self {
         Message {
@@ -307,5 +475,206 @@ impl ToolCall {
             },
             extra: Extra::new(),
         }
+    }
+}
+
+/// Parses a JSON array of OpenAI chat messages; errors name the JSON path, e.g.
+/// `messages[2].role: unknown role "robot" ...`.
+pub fn parse_messages(json: &str) -> Result<Vec<Message>, CoreError> {
+    parse_wire("openai", "messages", json)
+}
+
+/// Parses a JSON array of OpenAI tool definitions; errors name the JSON path (`tools[0].function`).
+pub fn parse_tools(json: &str) -> Result<Vec<Tool>, CoreError> {
+    parse_wire("openai", "tools", json)
+}
+
+/// Parses `json` as a `T` of wire format `format`, naming the JSON path of any error below `root`.
+pub(crate) fn parse_wire<T: DeserializeOwned>(
+    format: &'static str,
+    root: &str,
+    json: &str,
+) -> Result<T, CoreError> {
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let parsed = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        invalid_wire(format, root, &path, error.into_inner())
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| invalid_wire(format, root, ".", error))?;
+    Ok(parsed)
+}
+
+/// The [`CoreError::InvalidWire`] for `reason` at `path` (as printed by serde_path_to_error).
+fn invalid_wire(
+    format: &'static str,
+    root: &str,
+    path: &str,
+    reason: impl fmt::Display,
+) -> CoreError {
+    let path = match path {
+        "." if root.is_empty() => "(top level)".to_owned(),
+        "." => root.to_owned(),
+        _ if root.is_empty() || path.starts_with('[') => format!("{root}{path}"),
+        _ => format!("{root}.{path}"),
+    };
+    CoreError::InvalidWire {
+        format,
+        path,
+        reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Parses `input` (a JSON array of messages): it must fail with exactly `expected_error`, or,
+    /// when that is `None`, serialise back to a JSON value equal to the input.
+    fn check(input: &str, expected_error: Option<&str>) {
+        match (parse_messages(input), expected_error) {
+            (Ok(messages), None) => {
+                let original: Value = serde_json::from_str(input).unwrap();
+                assert_eq!(serde_json::to_value(&messages).unwrap(), original);
+            }
+            (Err(error), Some(expected)) => assert_eq!(error.to_string(), expected),
+            (Ok(messages), Some(expected)) => panic!("expected `{expected}`, parsed {messages:?}"),
+            (Err(error), None) => panic!("{input} did not parse: {error}"),
+        }
+    }
+
+    #[test]
+    fn round_trips_every_role_and_shape() {
+        check(r#"[{"role": "system", "content": "Be terse."}]"#, None);
+        check(
+            r#"[{"role": "developer", "content": "Answer in French."}]"#,
+            None,
+        );
+        check(
+            r#"[{"role": "user", "name": "alice", "content": "Hi"}]"#,
+            None,
+        );
+        check(
+            r#"[{"role": "user", "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "https://x.test/a.png", "detail": "high"}},
+                {"type": "input_audio", "input_audio": {"data": "UklGR", "format": "wav"}}
+            ]}]"#,
+            None,
+        );
+        check(
+            r#"[{"role": "assistant", "content": null, "refusal": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+                {"id": "call_2", "type": "function", "function": {"name": "g", "arguments": "{\"a\":1}"}}
+            ]}]"#,
+            None,
+        );
+        check(
+            r#"[{"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": "42"}]}]"#,
+            None,
+        );
+        check(
+            r#"[{"role": "function", "name": "f", "content": null}]"#,
+            None,
+        );
+    }
+
+    #[test]
+    fn normalises_absent_content_to_null() {
+        let messages = parse_messages(r#"[{"role":"assistant","tool_calls":[]}]"#).unwrap();
+        assert_eq!(
+            messages,
+            vec![Message {
+                content: None,
+                ..Message::assistant("")
+            }]
+        );
+        assert_eq!(
+            serde_json::to_value(&messages).unwrap(),
+            json!([{"role": "assistant", "content": null}])
+        );
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        check(
+            r#"[{"role":"user","content":"a"},{"role":"robot","content":"b"}]"#,
+            Some(
+                "invalid openai payload at messages[1].role: unknown role \"robot\" (expected one \
+                 of system, developer, user, assistant, tool, function) at line 1 column 46",
+            ),
+        );
+        check(
+            r#"[{"role":"tool","content":"42"}]"#,
+            Some(
+                "invalid openai payload at messages[0]: a tool message needs `tool_call_id` (the id \
+                 of the call it answers) at line 1 column 32",
+            ),
+        );
+        check(
+            r#"[{"role":"user"}]"#,
+            Some(
+                "invalid openai payload at messages[0]: a user message needs `content` at line 1 column 17",
+            ),
+        );
+        check(
+            r#"[{"role":"user","content":7}]"#,
+            Some(
+                "invalid openai payload at messages[0].content: invalid type: integer `7`, expected \
+                 a string or an array of content parts at line 1 column 27",
+            ),
+        );
+        check(
+            r#"[{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url"}]}]"#,
+            Some(
+                "invalid openai payload at messages[0].content[1]: image_url part: missing field \
+                 `image_url` at line 1 column 75",
+            ),
+        );
+        check(
+            r#"[{"role":"user","content":["bare string"]}]"#,
+            Some(
+                "invalid openai payload at messages[0].content[0]: a content part must be an \
+                 object with a string `type` at line 1 column 41",
+            ),
+        );
+    }
+
+    #[test]
+    fn rejects_trailing_garbage_and_non_arrays() {
+        check(
+            "[] x",
+            Some("invalid openai payload at messages: trailing characters at line 1 column 4"),
+        );
+        check(
+            r#"{"role":"user"}"#,
+            Some(
+                "invalid openai payload at messages: invalid type: map, expected a sequence at \
+                 line 1 column 0",
+            ),
+        );
+    }
+
+    #[test]
+    fn tools_round_trip() {
+        let input = json!([{
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Current weather for a city.",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+                "strict": true,
+            },
+        }]);
+        let tools = parse_tools(&input.to_string()).unwrap();
+        assert_eq!(tools[0].function.name, "get_weather");
+        assert_eq!(serde_json::to_value(&tools).unwrap(), input);
+        let error = parse_tools(r#"[{"type":"function","function":{}}]"#).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid openai payload at tools[0].function: missing field `name` at line 1 column 33"
+        );
     }
 }
