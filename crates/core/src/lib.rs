@@ -11,6 +11,7 @@ pub mod error;
 pub mod generation;
 pub mod message;
 pub mod parse;
+pub mod stream_count;
 pub mod template;
 pub mod tokens;
 
