@@ -6,6 +6,64 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum CoreError {
+    /// A prompt template that does not compile, or that fails while rendering.
+    #[error("template \"{template}\"{}: {reason}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    Template {
+        /// The template (or component) at fault.
+        template: String,
+        /// 1-based line of the fault, when the template engine knows it.
+        line: Option<usize>,
+        /// What is wrong, e.g. `syntax error: unexpected end of block`.
+        reason: String,
+    },
+    /// Variables a template needs that the render context does not provide.
+    #[error("template \"{template}\": missing variable(s): {}", names.join(", "))]
+    MissingVariables {
+        /// The template, or the include chain `main > component` for a component.
+        template: String,
+        /// The missing names, sorted.
+        names: Vec<String>,
+    },
+    /// Variables passed to a template that rejects names it neither declares nor uses.
+    #[error("template \"{template}\": unknown variable(s): {}", names.join(", "))]
+    UnknownVariables {
+        /// The template.
+        template: String,
+        /// The unknown names, sorted.
+        names: Vec<String>,
+    },
+    /// A template variable whose value does not have the declared type.
+    #[error("template \"{template}\": variable `{name}` must be {expected}, got {actual}")]
+    VariableType {
+        /// The template.
+        template: String,
+        /// The variable.
+        name: String,
+        /// The declared type, e.g. `integer`.
+        expected: &'static str,
+        /// The JSON type of the value given, e.g. `string`.
+        actual: &'static str,
+    },
+    /// A template component that the component lookup does not know.
+    #[error("template \"{template}\": component \"{name}\" not found (include chain: {chain})")]
+    ComponentNotFound {
+        /// The top-level template being rendered.
+        template: String,
+        /// The component asked for.
+        name: String,
+        /// The include chain that asked for it, e.g. `main > header`.
+        chain: String,
+    },
+    /// Template components that include each other in a cycle, or nest too deep.
+    #[error("template \"{template}\": {problem}: {chain}")]
+    ComponentChain {
+        /// The top-level template being rendered.
+        template: String,
+        /// `include cycle` or `components nested deeper than 16`.
+        problem: String,
+        /// The include chain, e.g. `main > a > b > a`.
+        chain: String,
+    },
     /// A model name that the catalog and the encoding table do not know.
     #[error("unknown model `{model}`; known models: {known}")]
     UnknownModel {
@@ -22,6 +80,14 @@ pub enum CoreError {
         /// Comma-separated list of the names that are known.
         known: String,
     },
+    /// Token ids that an encoding cannot turn back into text.
+    #[error("cannot decode token ids with `{encoding}`: {reason}")]
+    InvalidTokenIds {
+        /// The encoding asked to decode, e.g. `o200k_base`.
+        encoding: &'static str,
+        /// Which id is at fault (by its index in the input) and why.
+        reason: String,
+    },
     /// A wire-format payload that does not have the expected shape.
     #[error("invalid {format} payload at {path}: {reason}")]
     InvalidWire {
@@ -32,6 +98,26 @@ pub enum CoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Model output in which a parser found nothing usable.
+    #[error("no {what} found: {reason}")]
+    OutputParse {
+        /// What was looked for, e.g. `JSON object or array`.
+        what: &'static str,
+        /// Char offset of the best candidate that failed, if there was one.
+        offset: Option<usize>,
+        /// Why the best candidate failed, or why there was none.
+        reason: String,
+    },
+    /// JSON was found in model output but does not fit the type the caller asked for.
+    #[error("JSON at char {offset} does not match `{target}`: {reason}")]
+    OutputShape {
+        /// The Rust type that was expected.
+        target: &'static str,
+        /// Char offset of the JSON value in the output.
+        offset: usize,
+        /// The deserialisation error.
+        reason: String,
+    },
     /// A generation parameter outside its allowed range.
     #[error("invalid generation parameter `{field}`: {reason}")]
     InvalidParameter {
@@ -39,5 +125,38 @@ pub enum CoreError {
         field: &'static str,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A model catalog (built-in data file or config override) that does not parse or validate.
+    #[error("invalid model catalog at `{path}`: {reason}")]
+    InvalidCatalog {
+        /// Where: `models."gpt-4o".context_window`, or the TOML line and column.
+        path: String,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// A task preset name that is not built in.
+    #[error("unknown task preset `{preset}`; known presets: {known}")]
+    UnknownPreset {
+        /// The preset that was asked for.
+        preset: String,
+        /// Comma-separated list of the names that are known.
+        known: String,
+    },
+    /// Messages that cannot be made to fit the context window, even after truncation.
+    #[error(
+        "{what} need {required} tokens but only {available} fit \
+         ({context_window}-token context window minus {reserved_output} reserved for output)"
+    )]
+    ContextOverflow {
+        /// What had to fit, e.g. `system messages and the last turn`.
+        what: &'static str,
+        /// Tokens those messages take.
+        required: usize,
+        /// Tokens available for the prompt.
+        available: usize,
+        /// The model's context window.
+        context_window: usize,
+        /// Tokens reserved for the reply.
+        reserved_output: usize,
     },
 }
