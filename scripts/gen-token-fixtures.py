@@ -12,6 +12,8 @@ Usage:
     python3 scripts/gen-token-fixtures.py            # rewrite the fixture
     python3 scripts/gen-token-fixtures.py --check    # fail if the fixture is out of date
     python3 scripts/gen-token-fixtures.py --bench    # time Python tiktoken on the bench corpus
+    python3 scripts/gen-token-fixtures.py --bench --runs 1 --input mixed --encoding o200k_base
+        # one run of one input, e.g. under callgrind
 """
 
 from __future__ import annotations
@@ -195,14 +197,18 @@ def bench_corpus() -> dict[str, str]:
     return corpus
 
 
-def bench(encodings: dict) -> None:
+def bench(encodings: dict, runs: int, only: str | None, only_encoding: str | None) -> None:
     for name, text in bench_corpus().items():
+        if only and name != only:
+            continue
         size = len(text.encode("utf-8"))
         for encoding in ENCODINGS:
+            if only_encoding and encoding != only_encoding:
+                continue
             enc = encodings[encoding]
             best = float("inf")
             count = 0
-            for _ in range(5):
+            for _ in range(runs):
                 start = time.perf_counter()
                 count = len(enc.encode_ordinary(text))
                 best = min(best, time.perf_counter() - start)
@@ -214,10 +220,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="fail if the fixture differs from a fresh run")
     parser.add_argument("--bench", action="store_true", help="time Python tiktoken on the bench corpus")
+    parser.add_argument("--runs", type=int, default=5, help="--bench: runs per input (best is kept)")
+    parser.add_argument("--input", choices=["english", "code", "cjk", "mixed"], help="--bench: only this input")
+    parser.add_argument("--encoding", choices=ENCODINGS, help="--bench: only this encoding")
     args = parser.parse_args()
     encodings = local_encodings()
     if args.bench:
-        bench(encodings)
+        bench(encodings, args.runs, args.input, args.encoding)
         return
     content = "\n".join(fixture_lines(encodings)) + "\n"
     if args.check:
