@@ -1,0 +1,657 @@
+//! The OpenAI-compatible adapter: chat completions (tools, parallel tool calls, `response_format`,
+//! logprobs, seed, stop, `n`), streamed chunks, embeddings and `/models`, for OpenAI itself and
+//! the many servers that speak its API (vLLM, Together, Groq, LM Studio, Ollama's `/v1`).
+
+use async_trait::async_trait;
+use promptops_core::message::Message;
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::error::LlmError;
+use crate::http::{EventDecoder, Upstream, UsageFallback, delta_stream, headers, join_url};
+use crate::provider::{DeltaStream, Provider, ProviderKind};
+use crate::sse::SseEvent;
+use crate::types::{
+    Capabilities, ChatRequest, ChatResponse, Choice, EmbeddingRequest, EmbeddingResponse,
+    FinishReason, ModelInfo, StreamDelta, Usage,
+};
+use crate::usage::{count_embedding_usage, count_usage};
+
+/// Where the official OpenAI API lives; the default `base_url` of kind `openai`.
+pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// What a remote provider needs to be built: its name, base URL and key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RemoteSettings {
+    /// The provider name (the `PROVIDER` of `PROVIDER/MODEL`).
+    pub name: String,
+    /// The API root, e.g. `http://127.0.0.1:18080/v1`.
+    pub base_url: String,
+    /// The API key, if any.
+    pub api_key: Option<String>,
+    /// The environment variable the key was read from, named in authentication errors.
+    pub api_key_env: Option<String>,
+}
+
+impl std::fmt::Debug for RemoteSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteSettings")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[REDACTED]"))
+            .field("api_key_env", &self.api_key_env)
+            .finish()
+    }
+}
+
+/// An OpenAI-compatible chat completions API.
+#[derive(Clone)]
+pub struct OpenAiProvider {
+    upstream: Upstream,
+    base_url: String,
+    kind: ProviderKind,
+    capabilities: Capabilities,
+}
+
+/// Everything an OpenAI-compatible server can do.
+const OPENAI_CAPABILITIES: Capabilities = Capabilities {
+    tools: true,
+    json_schema: true,
+    logprobs: true,
+    seed: true,
+    vision: true,
+    streaming: true,
+    embeddings: true,
+    multiple_choices: true,
+};
+
+impl OpenAiProvider {
+    /// A provider talking to `settings.base_url` (the root that `/chat/completions` hangs off).
+    pub fn new(settings: &RemoteSettings) -> Result<OpenAiProvider, LlmError> {
+        OpenAiProvider::with_kind(settings, ProviderKind::OpenAi, OPENAI_CAPABILITIES)
+    }
+
+    /// The adapter serving another kind (Ollama) through the same wire format.
+    pub(crate) fn with_kind(
+        settings: &RemoteSettings,
+        kind: ProviderKind,
+        capabilities: Capabilities,
+    ) -> Result<OpenAiProvider, LlmError> {
+        Ok(OpenAiProvider {
+            upstream: Upstream::new(
+                &settings.name,
+                settings.api_key.clone(),
+                settings.api_key_env.clone(),
+            )?,
+            base_url: settings.base_url.clone(),
+            kind,
+            capabilities,
+        })
+    }
+
+    /// Whether this is OpenAI's own API, which rejects parameters other servers take.
+    fn is_official(&self) -> bool {
+        self.base_url.starts_with("https://api.openai.com")
+    }
+
+    fn auth_headers(&self) -> Result<HeaderMap, LlmError> {
+        match &self.upstream.api_key {
+            Some(key) => headers(
+                &self.upstream.provider,
+                &[("authorization", &format!("Bearer {key}"))],
+            ),
+            None => Ok(HeaderMap::new()),
+        }
+    }
+
+    /// The JSON body of a chat completions request.
+    pub fn request_body(&self, request: &ChatRequest, stream: bool) -> Result<Value, LlmError> {
+        if request.messages.is_empty() {
+            return Err(LlmError::InvalidRequest {
+                provider: self.upstream.provider.clone(),
+                reason: "messages: at least one message is needed".to_owned(),
+            });
+        }
+        if request.generation.n().is_some_and(|n| n > 1) && !self.capabilities.multiple_choices {
+            return Err(LlmError::Unsupported {
+                provider: self.upstream.provider.clone(),
+                feature: "n > 1 (several completions per request)".to_owned(),
+            });
+        }
+        let mut body = Map::new();
+        body.insert("model".into(), Value::from(request.model.clone()));
+        body.insert(
+            "messages".into(),
+            to_json(&self.upstream.provider, &request.messages)?,
+        );
+        if !request.tools.is_empty() {
+            body.insert(
+                "tools".into(),
+                to_json(&self.upstream.provider, &request.tools)?,
+            );
+        }
+        if let Some(choice) = &request.tool_choice {
+            body.insert("tool_choice".into(), choice.to_openai());
+        }
+        if let Some(parallel) = request.parallel_tool_calls {
+            body.insert("parallel_tool_calls".into(), Value::from(parallel));
+        }
+        if let Value::Object(generation) = to_json(&self.upstream.provider, &request.generation)? {
+            let official = self.is_official();
+            for (key, value) in generation {
+                match key.as_str() {
+                    "top_k" | "repetition_penalty" if official => {}
+                    "max_tokens" if official => {
+                        body.insert("max_completion_tokens".into(), value);
+                    }
+                    _ => {
+                        body.insert(key, value);
+                    }
+                }
+            }
+        }
+        if stream {
+            body.insert("stream".into(), Value::Bool(true));
+            if request.stream_options.include_usage {
+                body.insert("stream_options".into(), json!({"include_usage": true}));
+            }
+        }
+        for (key, value) in &request.extra {
+            body.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+        Ok(Value::Object(body))
+    }
+
+    /// Reads a chat completions response body.
+    pub fn parse_response(
+        &self,
+        request: &ChatRequest,
+        raw: Value,
+    ) -> Result<ChatResponse, LlmError> {
+        let completion: Completion = from_value(&self.upstream, "chat completion", &raw)?;
+        if completion.choices.is_empty() {
+            return Err(self.upstream.invalid("chat completion: `choices` is empty"));
+        }
+        let choices: Vec<Choice> = completion
+            .choices
+            .into_iter()
+            .enumerate()
+            .map(|(position, choice)| Choice {
+                index: choice
+                    .index
+                    .unwrap_or(u32::try_from(position).unwrap_or(u32::MAX)),
+                finish_reason: match choice.finish_reason.as_deref() {
+                    Some(reason) => FinishReason::from_openai(reason),
+                    None if !choice.message.tool_calls.is_empty() => FinishReason::ToolCalls,
+                    None => FinishReason::Stop,
+                },
+                message: without_stream_indexes(choice.message),
+                logprobs: choice.logprobs.filter(|value| !value.is_null()),
+            })
+            .collect();
+        let usage = match completion.usage {
+            Some(usage) => usage.normalise(),
+            None => {
+                let output: String = choices
+                    .iter()
+                    .map(|choice| output_text(&choice.message))
+                    .collect();
+                count_usage(&request.model, &request.messages, &request.tools, &output)
+            }
+        };
+        Ok(ChatResponse {
+            id: completion
+                .id
+                .unwrap_or_else(|| "chatcmpl-unknown".to_owned()),
+            provider: self.upstream.provider.clone(),
+            model: completion.model.unwrap_or_else(|| request.model.clone()),
+            choices,
+            usage,
+            raw,
+        })
+    }
+}
+
+/// `message` without the `index` some servers (Ollama) put on whole-response tool calls: it is
+/// a streaming field, and OpenAI refuses unknown fields when the message is sent back.
+fn without_stream_indexes(mut message: Message) -> Message {
+    for call in &mut message.tool_calls {
+        call.extra.remove("index");
+    }
+    message
+}
+
+/// The text and tool call arguments of a message, as counted for output tokens.
+pub(crate) fn output_text(message: &Message) -> String {
+    let mut text = message.text();
+    for call in &message.tool_calls {
+        text.push_str(&call.function.name);
+        text.push_str(&call.function.arguments);
+    }
+    text
+}
+
+fn to_json<T: serde::Serialize>(provider: &str, value: &T) -> Result<Value, LlmError> {
+    serde_json::to_value(value).map_err(|error| LlmError::InvalidRequest {
+        provider: provider.to_owned(),
+        reason: format!("cannot serialise the request: {error}"),
+    })
+}
+
+/// Deserialises `raw` as a `T`, naming the JSON path of any error.
+pub(crate) fn from_value<T: serde::de::DeserializeOwned>(
+    upstream: &Upstream,
+    what: &str,
+    raw: &Value,
+) -> Result<T, LlmError> {
+    serde_path_to_error::deserialize(raw).map_err(|error| {
+        let path = error.path().to_string();
+        upstream.invalid(format!("{what} at {path}: {}", error.into_inner()))
+    })
+}
+
+#[derive(Deserialize)]
+struct Completion {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    choices: Vec<CompletionChoice>,
+    #[serde(default)]
+    usage: Option<OpenAiUsage>,
+}
+
+#[derive(Deserialize)]
+struct CompletionChoice {
+    #[serde(default)]
+    index: Option<u32>,
+    message: Message,
+    #[serde(default)]
+    finish_reason: Option<String>,
+    #[serde(default)]
+    logprobs: Option<Value>,
+}
+
+/// OpenAI's `usage` object.
+#[derive(Deserialize)]
+pub(crate) struct OpenAiUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptTokensDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+impl OpenAiUsage {
+    pub(crate) fn normalise(&self) -> Usage {
+        let cached = self
+            .prompt_tokens_details
+            .as_ref()
+            .and_then(|details| details.cached_tokens)
+            .unwrap_or(0);
+        Usage::reported(self.prompt_tokens, self.completion_tokens, cached)
+    }
+}
+
+#[derive(Deserialize)]
+struct EmbeddingList {
+    data: Vec<EmbeddingItem>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    usage: Option<EmbeddingUsage>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingItem {
+    #[serde(default)]
+    index: Option<usize>,
+    embedding: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+}
+
+#[derive(Deserialize)]
+struct ModelList {
+    data: Vec<ModelEntry>,
+}
+
+#[derive(Deserialize)]
+struct ModelEntry {
+    id: String,
+}
+
+/// Decodes OpenAI `chat.completion.chunk` events.
+pub(crate) struct OpenAiDecoder {
+    provider: String,
+    done: bool,
+}
+
+impl OpenAiDecoder {
+    pub(crate) fn new(provider: &str) -> Self {
+        OpenAiDecoder {
+            provider: provider.to_owned(),
+            done: false,
+        }
+    }
+
+    fn invalid(&self, reason: String) -> LlmError {
+        LlmError::InvalidResponse {
+            provider: self.provider.clone(),
+            reason,
+            attempt: 1,
+        }
+    }
+}
+
+impl EventDecoder for OpenAiDecoder {
+    fn decode(&mut self, event: SseEvent) -> Result<Vec<StreamDelta>, LlmError> {
+        let data = event.data.trim();
+        if data == "[DONE]" {
+            self.done = true;
+            return Ok(Vec::new());
+        }
+        let chunk: Value = serde_json::from_str(data).map_err(|error| {
+            self.invalid(format!(
+                "stream chunk is not JSON ({error}): {}",
+                crate::error::redact(&data[..data.len().min(256)], &[])
+            ))
+        })?;
+        if let Some(error) = chunk.get("error") {
+            let message = error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error");
+            return Err(LlmError::Stream {
+                provider: self.provider.clone(),
+                reason: crate::error::redact(&format!("error event: {message}"), &[]),
+                transient: false,
+                attempt: 1,
+            });
+        }
+        let mut deltas = Vec::new();
+        if let Some(choices) = chunk.get("choices").and_then(Value::as_array) {
+            for (position, choice) in choices.iter().enumerate() {
+                let index = choice
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(position as u64) as u32;
+                decode_choice(index, choice, &mut deltas);
+            }
+        }
+        if let Some(usage) = chunk.get("usage").filter(|usage| !usage.is_null()) {
+            let usage: OpenAiUsage = serde_json::from_value(usage.clone())
+                .map_err(|error| self.invalid(format!("stream chunk usage: {error}")))?;
+            deltas.push(StreamDelta::Usage(usage.normalise()));
+        }
+        Ok(deltas)
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+/// The deltas of one `choices[]` entry of a chunk.
+fn decode_choice(choice_index: u32, choice: &Value, deltas: &mut Vec<StreamDelta>) {
+    let delta = choice.get("delta");
+    if let Some(text) = delta
+        .and_then(|delta| delta.get("content"))
+        .and_then(Value::as_str)
+        .filter(|text| !text.is_empty())
+    {
+        deltas.push(StreamDelta::Text {
+            choice: choice_index,
+            text: text.to_owned(),
+        });
+    }
+    let calls = delta
+        .and_then(|delta| delta.get("tool_calls"))
+        .and_then(Value::as_array);
+    for (position, call) in calls.into_iter().flatten().enumerate() {
+        let function = call.get("function");
+        let text_of = |value: Option<&Value>, key: &str| {
+            value
+                .and_then(|value| value.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        deltas.push(StreamDelta::ToolCall {
+            choice: choice_index,
+            index: call
+                .get("index")
+                .and_then(Value::as_u64)
+                .unwrap_or(position as u64) as u32,
+            id: text_of(Some(call), "id"),
+            name: text_of(function, "name"),
+            arguments: text_of(function, "arguments").unwrap_or_default(),
+        });
+    }
+    if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+        deltas.push(StreamDelta::Finish {
+            choice: choice_index,
+            reason: FinishReason::from_openai(reason),
+        });
+    }
+}
+
+#[async_trait]
+impl Provider for OpenAiProvider {
+    fn name(&self) -> &str {
+        &self.upstream.provider
+    }
+
+    fn kind(&self) -> ProviderKind {
+        self.kind
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let body = self.request_body(request, false)?;
+        let url = join_url(&self.base_url, "chat/completions");
+        let response = self
+            .upstream
+            .post_json(&url, self.auth_headers()?, &body)
+            .await?;
+        let raw = self.upstream.read_json(&url, response).await?;
+        self.parse_response(request, raw)
+    }
+
+    async fn stream(&self, request: &ChatRequest) -> Result<DeltaStream, LlmError> {
+        let body = self.request_body(request, true)?;
+        let url = join_url(&self.base_url, "chat/completions");
+        let response = self
+            .upstream
+            .post_json(&url, self.auth_headers()?, &body)
+            .await?;
+        Ok(delta_stream(
+            &self.upstream.provider,
+            response,
+            OpenAiDecoder::new(&self.upstream.provider),
+            UsageFallback {
+                model: request.model.clone(),
+                messages: request.messages.clone(),
+                tools: request.tools.clone(),
+            },
+        ))
+    }
+
+    async fn embed(&self, request: &EmbeddingRequest) -> Result<EmbeddingResponse, LlmError> {
+        let mut body = Map::new();
+        body.insert("model".into(), Value::from(request.model.clone()));
+        body.insert("input".into(), Value::from(request.input.clone()));
+        body.insert("encoding_format".into(), Value::from("float"));
+        if let Some(dimensions) = request.dimensions {
+            body.insert("dimensions".into(), Value::from(dimensions));
+        }
+        for (key, value) in &request.extra {
+            body.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+        let url = join_url(&self.base_url, "embeddings");
+        let response = self
+            .upstream
+            .post_json(&url, self.auth_headers()?, &Value::Object(body))
+            .await?;
+        let raw = self.upstream.read_json(&url, response).await?;
+        let list: EmbeddingList = from_value(&self.upstream, "embeddings", &raw)?;
+        if list.data.len() != request.input.len() {
+            return Err(self.upstream.invalid(format!(
+                "embeddings: {} vectors for {} inputs",
+                list.data.len(),
+                request.input.len()
+            )));
+        }
+        let mut items: Vec<(usize, Vec<f32>)> = list
+            .data
+            .into_iter()
+            .enumerate()
+            .map(|(position, item)| (item.index.unwrap_or(position), item.embedding))
+            .collect();
+        items.sort_by_key(|(index, _)| *index);
+        let usage = match list.usage {
+            Some(usage) => Usage::reported(usage.prompt_tokens, 0, 0),
+            None => count_embedding_usage(&request.model, &request.input),
+        };
+        Ok(EmbeddingResponse {
+            provider: self.upstream.provider.clone(),
+            model: list.model.unwrap_or_else(|| request.model.clone()),
+            embeddings: items.into_iter().map(|(_, vector)| vector).collect(),
+            usage,
+            raw,
+        })
+    }
+
+    async fn list_models(&self) -> Result<Vec<ModelInfo>, LlmError> {
+        let url = join_url(&self.base_url, "models");
+        let response = self.upstream.get(&url, self.auth_headers()?).await?;
+        let raw = self.upstream.read_json(&url, response).await?;
+        let list: ModelList = from_value(&self.upstream, "model list", &raw)?;
+        let entries = raw
+            .get("data")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        Ok(list
+            .data
+            .into_iter()
+            .zip(entries)
+            .map(|(entry, raw)| ModelInfo {
+                id: entry.id,
+                size_bytes: None,
+                raw,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use promptops_core::generation::{GenerationConfig, ResponseFormat};
+
+    fn provider(base_url: &str) -> OpenAiProvider {
+        OpenAiProvider::new(&RemoteSettings {
+            name: "up".into(),
+            base_url: base_url.into(),
+            api_key: None,
+            api_key_env: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn body_carries_every_parameter_and_keeps_extra_below_known_fields() {
+        let mut request = ChatRequest::new("gpt-4o-mini", vec![Message::user("hi")]);
+        request.generation = GenerationConfig::builder()
+            .temperature(0.2)
+            .max_tokens(50)
+            .seed(7)
+            .n(2)
+            .stop(["END"])
+            .top_k(5)
+            .logprobs(true)
+            .top_logprobs(2)
+            .response_format(ResponseFormat::json_schema(
+                "answer",
+                json!({"type": "object"}),
+            ))
+            .build()
+            .unwrap();
+        request.parallel_tool_calls = Some(false);
+        request.extra.insert("model".into(), json!("overridden?"));
+        request.extra.insert("user".into(), json!("u-1"));
+        let local = provider("http://127.0.0.1:1/v1")
+            .request_body(&request, true)
+            .unwrap();
+        assert_eq!(local["model"], "gpt-4o-mini");
+        assert_eq!(local["max_tokens"], 50);
+        assert_eq!(local["top_k"], 5);
+        assert_eq!(local["seed"], 7);
+        assert_eq!(local["n"], 2);
+        assert_eq!(local["stop"], json!(["END"]));
+        assert_eq!(local["user"], "u-1");
+        assert_eq!(local["stream_options"], json!({"include_usage": true}));
+        assert_eq!(local["response_format"]["type"], "json_schema");
+        assert_eq!(local["parallel_tool_calls"], false);
+        let official = provider(OPENAI_BASE_URL)
+            .request_body(&request, false)
+            .unwrap();
+        assert_eq!(official["max_completion_tokens"], 50);
+        assert!(official.get("max_tokens").is_none());
+        assert!(official.get("top_k").is_none());
+        assert!(official.get("stream").is_none());
+    }
+
+    #[test]
+    fn decodes_chunks_into_typed_deltas() {
+        let mut decoder = OpenAiDecoder::new("up");
+        let event = |data: &str| SseEvent {
+            data: data.into(),
+            ..SseEvent::default()
+        };
+        let deltas = decoder
+            .decode(event(
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","type":"function","function":{"name":"f","arguments":""}}]},"finish_reason":null}]}"#,
+            ))
+            .unwrap();
+        assert_eq!(
+            deltas,
+            vec![StreamDelta::ToolCall {
+                choice: 0,
+                index: 1,
+                id: Some("call_b".into()),
+                name: Some("f".into()),
+                arguments: String::new()
+            }]
+        );
+        let deltas = decoder
+            .decode(event(
+                r#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":4}}}"#,
+            ))
+            .unwrap();
+        assert_eq!(deltas, vec![StreamDelta::Usage(Usage::reported(9, 3, 4))]);
+        assert!(decoder.decode(event("{not json")).is_err());
+        assert!(
+            decoder
+                .decode(event(r#"{"error":{"message":"overloaded"}}"#))
+                .is_err()
+        );
+        decoder.decode(event("[DONE]")).unwrap();
+        assert!(decoder.is_done());
+    }
+}
