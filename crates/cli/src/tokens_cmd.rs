@@ -114,7 +114,11 @@ fn count_table(report: &CountReport) -> String {
     if report.files.len() > 1 {
         rows.push(count_row("total", &report.total));
     }
-    let mut text = output::table(&["input", "tokens", "chars", "chars/token"], &rows, &[1, 2, 3]);
+    let mut text = output::table(
+        &["input", "tokens", "chars", "chars/token"],
+        &rows,
+        &[1, 2, 3],
+    );
     let flag = match report.exactness {
         Exactness::Exact => "exact",
         Exactness::Estimate => "ESTIMATE (no public tokenizer for this model)",

@@ -44,7 +44,11 @@ fn count_of_several_files_adds_up_and_matches_each_file() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a.txt");
     let b = dir.path().join("b.txt");
-    std::fs::write(&a, "The quick brown fox jumps over the lazy dog\n".repeat(5000)).unwrap();
+    std::fs::write(
+        &a,
+        "The quick brown fox jumps over the lazy dog\n".repeat(5000),
+    )
+    .unwrap();
     std::fs::write(&b, "敏捷的棕色狐狸跳过懒狗 🦊\n").unwrap();
     let report = stdout_json(&promptops(
         &[
@@ -80,7 +84,10 @@ fn unknown_encoding_is_a_usage_error_listing_known_ones() {
     let output = promptops(&["tokens", "count", "--encoding", "p50k"], Some(b"x"));
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("p50k") && stderr.contains("o200k_base"), "{stderr}");
+    assert!(
+        stderr.contains("p50k") && stderr.contains("o200k_base"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -91,7 +98,10 @@ fn invalid_utf8_names_the_file_and_offset() {
     let output = promptops(&["tokens", "count", path.to_str().unwrap()], None);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("bad.txt: invalid UTF-8 at byte 4"), "{stderr}");
+    assert!(
+        stderr.contains("bad.txt: invalid UTF-8 at byte 4"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -99,5 +109,8 @@ fn missing_file_is_an_input_error() {
     let output = promptops(&["tokens", "count", "/nonexistent/x.txt"], None);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("cannot open /nonexistent/x.txt"), "{stderr}");
+    assert!(
+        stderr.contains("cannot open /nonexistent/x.txt"),
+        "{stderr}"
+    );
 }

@@ -64,7 +64,10 @@ fn count_throughput(c: &mut Criterion) {
 }
 
 /// Counts one input `N` times as `TOKENS_BENCH_RUNS` says; prints the tokens and bytes counted.
-#[expect(clippy::print_stdout, reason = "reports what was counted, like criterion's own output")]
+#[expect(
+    clippy::print_stdout,
+    reason = "reports what was counted, like criterion's own output"
+)]
 fn fixed_runs(spec: &str) {
     let fields: Vec<&str> = spec.split(',').collect();
     let [implementation, encoding, input, runs] = fields[..] else {

@@ -92,7 +92,11 @@ pub struct StreamCount {
 fn last_safe_cut(text: &str, from: usize) -> Option<usize> {
     let bytes = text.as_bytes();
     let mut search_end = bytes.len();
-    while let Some(found) = bytes.get(from..search_end)?.iter().rposition(|&b| b == b'\n') {
+    while let Some(found) = bytes
+        .get(from..search_end)?
+        .iter()
+        .rposition(|&b| b == b'\n')
+    {
         let newline = from + found;
         // A line break is one byte and never part of a multi-byte character, so `cut` is a
         // character boundary.
