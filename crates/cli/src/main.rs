@@ -3,8 +3,10 @@
 //! Exit codes are decided in one place, [`exit_code`]: 0 on success, 1 on a failed check,
 //! 2 on usage or input errors (clap uses 2 for usage errors too).
 
+mod guard_cmd;
 mod input;
 mod output;
+mod registry_cmd;
 mod tokens_cmd;
 
 use std::process::ExitCode;
@@ -18,6 +20,10 @@ struct Cli {
     /// Print machine-readable JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// Registry database: `sqlite:PATH` or `postgres://...` (default: an SQLite file under the
+    /// user's data directory).
+    #[arg(long, global = true, env = "PROMPTOPS_DATABASE_URL", value_name = "URL")]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,6 +33,11 @@ enum Command {
     /// Count tokens and compare costs across models.
     #[command(subcommand)]
     Tokens(tokens_cmd::TokensCommand),
+    #[command(flatten)]
+    Registry(registry_cmd::RegistryCommand),
+    /// Scan, redact and evaluate: injection, PII and secrets.
+    #[command(subcommand)]
+    Guard(guard_cmd::GuardCommand),
 }
 
 /// What a successful run concluded.
@@ -45,6 +56,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Tokens(command) => tokens_cmd::run(command, cli.json),
+        Command::Registry(command) => {
+            registry_cmd::run(command, cli.database_url.as_deref(), cli.json)
+        }
+        Command::Guard(command) => guard_cmd::run(command, cli.json),
     }
 }
 

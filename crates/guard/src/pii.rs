@@ -1,0 +1,763 @@
+//! PII detection with spans in Unicode scalar offsets. Each type pairs a linear-time pattern
+//! with a validator (Luhn, IBAN mod-97, IP parsing, SSN ranges, context cues), so look-alikes
+//! such as order numbers, Luhn-failing digit runs and version strings do not fire.
+
+use std::net::Ipv6Addr;
+use std::sync::OnceLock;
+
+use regex::Regex;
+use serde::Serialize;
+
+use crate::spans::byte_to_char_offsets;
+
+/// A PII type, named as in Presidio and the evaluation data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PiiType {
+    /// Email address.
+    Email,
+    /// Phone number (international formats).
+    Phone,
+    /// US social security number.
+    Ssn,
+    /// Payment card number (Luhn-checked, known issuer prefix).
+    CreditCard,
+    /// International bank account number (mod-97 checked).
+    Iban,
+    /// IPv4 or IPv6 address.
+    Ip,
+    /// A date of birth (only with a birth cue nearby).
+    DateTime,
+    /// A street address (number, street name, street type).
+    Address,
+    /// A person's name (only after a cue such as "my name is", "Dear", "Mr.").
+    Person,
+}
+
+impl PiiType {
+    /// The upper-case name (`EMAIL`, `CREDIT_CARD`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PiiType::Email => "EMAIL",
+            PiiType::Phone => "PHONE",
+            PiiType::Ssn => "SSN",
+            PiiType::CreditCard => "CREDIT_CARD",
+            PiiType::Iban => "IBAN",
+            PiiType::Ip => "IP",
+            PiiType::DateTime => "DATE_TIME",
+            PiiType::Address => "ADDRESS",
+            PiiType::Person => "PERSON",
+        }
+    }
+
+    /// Every type, in priority order (earlier wins an overlap).
+    pub const ALL: [PiiType; 9] = [
+        PiiType::Iban,
+        PiiType::CreditCard,
+        PiiType::Ssn,
+        PiiType::Email,
+        PiiType::Ip,
+        PiiType::DateTime,
+        PiiType::Phone,
+        PiiType::Address,
+        PiiType::Person,
+    ];
+}
+
+/// One detected PII value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PiiMatch {
+    /// What it is.
+    #[serde(rename = "type")]
+    pub kind: PiiType,
+    /// Start, in Unicode scalar values.
+    pub start: usize,
+    /// End (exclusive), in Unicode scalar values.
+    pub end: usize,
+    /// Confidence in [0, 1].
+    pub confidence: f32,
+    /// Start byte offset (for slicing in Rust).
+    #[serde(skip)]
+    pub byte_start: usize,
+    /// End byte offset.
+    #[serde(skip)]
+    pub byte_end: usize,
+}
+
+struct Patterns {
+    email: Regex,
+    ssn: Regex,
+    ssn_cued: Regex,
+    card: Regex,
+    iban: Regex,
+    ipv4: Regex,
+    ipv6: Regex,
+    phone: Regex,
+    date_shape: Regex,
+    dob: Regex,
+    address: Regex,
+    person: Regex,
+}
+
+fn patterns() -> Option<&'static Patterns> {
+    static PATTERNS: OnceLock<Option<Patterns>> = OnceLock::new();
+    PATTERNS
+        .get_or_init(|| {
+            let re = |p: &str| Regex::new(&crate::rules::ascii_word_boundaries(p)).ok();
+            Some(Patterns {
+                email: re(r"[\p{L}\p{N}][\p{L}\p{N}._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b")?,
+                ssn: re(r"\b\d{3}-\d{2}-\d{4}\b")?,
+                ssn_cued: re(r"(?i)\b(?:ssn|social security(?: number| no\.?| #)?|ss#)\s*(?:is|:|#|number)?\s*(\d{3}[ .]?\d{2}[ .]?\d{4})\b")?,
+                card: re(r"\b\d(?:[ -]?\d){12,18}\b")?,
+                iban: re(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")?,
+                ipv4: re(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")?,
+                ipv6: re(r"(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?")?,
+                phone: re(r"(?:\+|\b00)?\(?\d[\d ().-]{4,22}\d(?:\s?(?:x|ext\.?|extension)\s?\d{1,6})?")?,
+                date_shape: re(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}")?,
+                dob: re(r"(?i)\b(?:born(?: on| in)?|date of birth|d\.o\.b\.?|dob|birth ?date|birthday)\b\s*(?:is|was|:|-)?\s*(?:on\s+)?(\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|\d{4}-\d{2}-\d{2}|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.? \d{1,2}(?:st|nd|rd|th)?,? \d{4}|\d{1,2}(?:st|nd|rd|th)? (?:of )?(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?,? \d{4})")?,
+                address: re(r"\b\d{1,6}[A-Za-z]? (?:\p{Lu}[\p{L}'.-]*\.? ){1,4}(?:Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Boulevard|Blvd|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq|Trail|Trl|Crescent|Close|Row|Alley|Plaza)\b\.?(?:,? (?:Apt|Apartment|Suite|Ste|Unit)\.? ?#?\d+[A-Za-z]?)?|\bP\.? ?O\.? Box \d{1,6}\b")?,
+                person: re(r"(?:\b(?:[Mm]y name is|[Nn]ame is|[Nn]ame:|[Dd]ear|Mr\.?|Mrs\.?|Ms\.?|Miss|Dr\.?|Prof\.?|[Ss]igned,?|[Rr]egards,?|[Ss]incerely,?|[Pp]atient:?|[Cc]ontact person:?|I am|I'm|[Cc]all me)\s+)(\p{Lu}[\p{Ll}'’]+(?:[ -]\p{Lu}[\p{Ll}'’]+){0,2})")?,
+            })
+        })
+        .as_ref()
+}
+
+/// Detects PII in text.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PiiDetector;
+
+impl PiiDetector {
+    /// All PII in `text`, non-overlapping, sorted by start.
+    pub fn detect(&self, text: &str) -> Vec<PiiMatch> {
+        let Some(p) = patterns() else {
+            return Vec::new();
+        };
+        let mut candidates: Vec<(PiiType, usize, usize, f32)> = Vec::new();
+        let bytes = text.as_bytes();
+        let has_digit = bytes.iter().any(u8::is_ascii_digit);
+        if memchr_byte(bytes, b'@') {
+            for m in p.email.find_iter(text) {
+                candidates.push((PiiType::Email, m.start(), m.end(), 0.95));
+            }
+        }
+        if has_digit {
+            self.digits(text, p, &mut candidates);
+        }
+        if has_digit {
+            for m in p.address.find_iter(text) {
+                candidates.push((PiiType::Address, m.start(), m.end(), 0.6));
+            }
+        }
+        for caps in p.person.captures_iter(text) {
+            if let Some(name) = caps.get(1)
+                && !is_common_word(name.as_str())
+            {
+                candidates.push((PiiType::Person, name.start(), name.end(), 0.6));
+            }
+        }
+        resolve(text, candidates)
+    }
+
+    fn digits(&self, text: &str, p: &Patterns, out: &mut Vec<(PiiType, usize, usize, f32)>) {
+        for m in p.iban.find_iter(text) {
+            if let Some(end) = valid_iban_prefix(m.as_str()) {
+                out.push((PiiType::Iban, m.start(), m.start() + end, 0.98));
+            }
+        }
+        for m in p.card.find_iter(text) {
+            if valid_card(m.as_str()) && !negative_cue_before(text, m.start(), CARD_NEGATIVE_CUES) {
+                out.push((PiiType::CreditCard, m.start(), m.end(), 0.95));
+            }
+        }
+        for m in p.ssn.find_iter(text) {
+            if valid_ssn(m.as_str()) && !adjacent_digit_group(text, m.start(), m.end()) {
+                out.push((PiiType::Ssn, m.start(), m.end(), 0.9));
+            }
+        }
+        for caps in p.ssn_cued.captures_iter(text) {
+            if let Some(m) = caps.get(1)
+                && valid_ssn(&m.as_str().replace([' ', '.'], "-"))
+            {
+                out.push((PiiType::Ssn, m.start(), m.end(), 0.8));
+            }
+        }
+        if text.contains('.') {
+            for m in p.ipv4.find_iter(text) {
+                if valid_ipv4(text, m.start(), m.end()) {
+                    out.push((PiiType::Ip, m.start(), m.end(), 0.9));
+                }
+            }
+        }
+        if text.contains(':') {
+            for m in p.ipv6.find_iter(text) {
+                let candidate = m.as_str();
+                if candidate.matches(':').count() >= 2
+                    && candidate.parse::<Ipv6Addr>().is_ok()
+                    && !text[..m.start()].ends_with(|c: char| c.is_ascii_alphanumeric())
+                    && !text[m.end()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == ':')
+                {
+                    out.push((PiiType::Ip, m.start(), m.end(), 0.9));
+                }
+            }
+        }
+        for caps in p.dob.captures_iter(text) {
+            if let Some(m) = caps.get(1) {
+                out.push((PiiType::DateTime, m.start(), m.end(), 0.8));
+            }
+        }
+        for m in p.phone.find_iter(text) {
+            if let Some(confidence) = phone_confidence(text, m.start(), m.end(), p) {
+                out.push((PiiType::Phone, m.start(), m.end(), confidence));
+            }
+        }
+    }
+}
+
+fn memchr_byte(bytes: &[u8], needle: u8) -> bool {
+    bytes.contains(&needle)
+}
+
+/// Keeps the highest-priority candidates that do not overlap, converts offsets, sorts by start.
+fn resolve(text: &str, mut candidates: Vec<(PiiType, usize, usize, f32)>) -> Vec<PiiMatch> {
+    let priority = |kind: PiiType| {
+        PiiType::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(usize::MAX)
+    };
+    candidates.sort_by(|a, b| {
+        priority(a.0)
+            .cmp(&priority(b.0))
+            .then((b.2 - b.1).cmp(&(a.2 - a.1)))
+            .then(a.1.cmp(&b.1))
+    });
+    let mut kept: Vec<(PiiType, usize, usize, f32)> = Vec::new();
+    for candidate in candidates {
+        if candidate.1 >= candidate.2 {
+            continue;
+        }
+        if kept
+            .iter()
+            .all(|k| candidate.2 <= k.1 || candidate.1 >= k.2)
+        {
+            kept.push(candidate);
+        }
+    }
+    kept.sort_by_key(|k| k.1);
+    let offsets: Vec<usize> = kept.iter().flat_map(|k| [k.1, k.2]).collect();
+    let chars = byte_to_char_offsets(text, &offsets);
+    kept.iter()
+        .enumerate()
+        .map(|(i, k)| PiiMatch {
+            kind: k.0,
+            start: chars[2 * i],
+            end: chars[2 * i + 1],
+            confidence: k.3,
+            byte_start: k.1,
+            byte_end: k.2,
+        })
+        .collect()
+}
+
+/// Luhn checksum over the digits of `s`.
+pub fn luhn_valid(s: &str) -> bool {
+    let digits: Vec<u32> = s.chars().filter_map(|c| c.to_digit(10)).collect();
+    if digits.is_empty() {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                let doubled = d * 2;
+                if doubled > 9 { doubled - 9 } else { doubled }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+const CARD_NEGATIVE_CUES: &[&str] = &[
+    "tracking",
+    "order",
+    "batch",
+    "reference",
+    "invoice",
+    "isbn",
+    "sku",
+    "serial",
+    "ticket",
+    "account no",
+    "shipment",
+    "parcel",
+    "imei",
+];
+
+fn valid_card(candidate: &str) -> bool {
+    let digits: String = candidate.chars().filter(char::is_ascii_digit).collect();
+    if !(13..=19).contains(&digits.len()) || !luhn_valid(&digits) {
+        return false;
+    }
+    // Separators, when present, must be one kind in card-like groups.
+    let separators: Vec<char> = candidate.chars().filter(|c| !c.is_ascii_digit()).collect();
+    if let Some(&first) = separators.first() {
+        if separators.iter().any(|&c| c != first) {
+            return false;
+        }
+        let groups: Vec<usize> = candidate.split(first).map(str::len).collect();
+        let card_like = matches!(
+            groups.as_slice(),
+            [4, 4, 4, 4]
+                | [4, 4, 4, 4, 3]
+                | [4, 6, 5]
+                | [4, 6, 4]
+                | [4, 4, 4, 4, 1, 2]
+                | [4, 4, 4, 1]
+        );
+        if !card_like {
+            return false;
+        }
+    }
+    known_issuer(&digits)
+}
+
+/// Whether the number starts with an issuer prefix of a card network.
+fn known_issuer(digits: &str) -> bool {
+    let prefix = |n: usize| {
+        digits
+            .get(..n)
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    let first = prefix(1);
+    match first {
+        4 => true,
+        5 => (50..=55).contains(&prefix(2)) || (56..=58).contains(&prefix(2)),
+        2 => {
+            (2221..=2720).contains(&prefix(4))
+                || prefix(4) == 2131
+                || prefix(4) == 2014
+                || prefix(4) == 2149
+        }
+        3 => matches!(prefix(2), 30 | 34 | 35 | 36 | 37 | 38 | 39),
+        6 => true,
+        1 => prefix(4) == 1800,
+        _ => false,
+    }
+}
+
+fn valid_ssn(candidate: &str) -> bool {
+    let parts: Vec<&str> = candidate.split('-').collect();
+    let [area, group, serial] = parts.as_slice() else {
+        return false;
+    };
+    let area: u32 = area.parse().unwrap_or(0);
+    area != 0 && area != 666 && area < 900 && *group != "00" && *serial != "0000"
+}
+
+/// An SSN-shaped run glued to more digit groups is something else (a longer id, a date).
+fn adjacent_digit_group(text: &str, start: usize, end: usize) -> bool {
+    let before = text[..start].chars().rev().take(2).collect::<String>();
+    let after: String = text[end..].chars().take(2).collect();
+    let glued = |s: &str| {
+        let mut chars = s.chars();
+        matches!((chars.next(), chars.next()), (Some('-' | '.' | '/'), Some(d)) if d.is_ascii_digit())
+    };
+    // `before` is reversed: its first char is the one right before the match.
+    glued(&after) || glued(&before)
+}
+
+/// Expected IBAN length per country (ISO 13616 registry, common countries).
+fn iban_length(country: &str) -> Option<usize> {
+    Some(match country {
+        "AD" => 24,
+        "AE" => 23,
+        "AL" => 28,
+        "AT" => 20,
+        "AZ" => 28,
+        "BA" => 20,
+        "BE" => 16,
+        "BG" => 22,
+        "BH" => 22,
+        "BR" => 29,
+        "CH" => 21,
+        "CR" => 22,
+        "CY" => 28,
+        "CZ" => 24,
+        "DE" => 22,
+        "DK" => 18,
+        "DO" => 28,
+        "EE" => 20,
+        "ES" => 24,
+        "FI" => 18,
+        "FO" => 18,
+        "FR" => 27,
+        "GB" => 22,
+        "GE" => 22,
+        "GI" => 23,
+        "GL" => 18,
+        "GR" => 27,
+        "GT" => 28,
+        "HR" => 21,
+        "HU" => 28,
+        "IE" => 22,
+        "IL" => 23,
+        "IS" => 26,
+        "IT" => 27,
+        "JO" => 30,
+        "KW" => 30,
+        "KZ" => 20,
+        "LB" => 28,
+        "LI" => 21,
+        "LT" => 20,
+        "LU" => 20,
+        "LV" => 21,
+        "MC" => 27,
+        "MD" => 24,
+        "ME" => 22,
+        "MK" => 19,
+        "MR" => 27,
+        "MT" => 31,
+        "MU" => 30,
+        "NL" => 18,
+        "NO" => 15,
+        "PK" => 24,
+        "PL" => 28,
+        "PS" => 29,
+        "PT" => 25,
+        "QA" => 29,
+        "RO" => 24,
+        "RS" => 22,
+        "SA" => 24,
+        "SE" => 24,
+        "SI" => 19,
+        "SK" => 24,
+        "SM" => 27,
+        "TN" => 24,
+        "TR" => 26,
+        "UA" => 29,
+        "VG" => 24,
+        "XK" => 20,
+        _ => return None,
+    })
+}
+
+/// The byte length of the longest prefix of `candidate` (ending at a group boundary) that is
+/// a valid IBAN, if any.
+fn valid_iban_prefix(candidate: &str) -> Option<usize> {
+    let mut end = candidate.len();
+    loop {
+        let prefix = &candidate[..end];
+        if iban_checks(prefix) {
+            return Some(end);
+        }
+        // Drop the last group (and the space before it) and retry.
+        let cut = prefix
+            .rfind(' ')
+            .unwrap_or(0)
+            .max(prefix.len().saturating_sub(4));
+        let cut = if prefix[..cut].ends_with(' ') {
+            cut - 1
+        } else {
+            cut
+        };
+        if cut < 15 || cut >= end {
+            return None;
+        }
+        end = cut;
+    }
+}
+
+fn iban_checks(candidate: &str) -> bool {
+    let compact: String = candidate.chars().filter(|c| *c != ' ').collect();
+    let Some(expected) = iban_length(compact.get(..2).unwrap_or("")) else {
+        return false;
+    };
+    if compact.len() != expected {
+        return false;
+    }
+    let rearranged = compact[4..].chars().chain(compact[..4].chars());
+    let mut remainder: u32 = 0;
+    for c in rearranged {
+        let value = match c {
+            '0'..='9' => c as u32 - '0' as u32,
+            'A'..='Z' => c as u32 - 'A' as u32 + 10,
+            _ => return false,
+        };
+        remainder = if value >= 10 {
+            (remainder * 100 + value) % 97
+        } else {
+            (remainder * 10 + value) % 97
+        };
+    }
+    remainder == 1
+}
+
+const VERSION_CUES: &[&str] = &[
+    "version",
+    "build",
+    "release",
+    "firmware",
+    " v.",
+    "upgrade",
+    "update to",
+];
+
+fn valid_ipv4(text: &str, start: usize, end: usize) -> bool {
+    let candidate = &text[start..end];
+    if !candidate
+        .split('.')
+        .all(|octet| octet.parse::<u16>().is_ok_and(|v| v <= 255))
+    {
+        return false;
+    }
+    let before = &text[..start];
+    let after = &text[end..];
+    let glued_before =
+        before.ends_with('.') || before.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let glued_after =
+        after.starts_with('.') && after[1..].starts_with(|c: char| c.is_ascii_digit());
+    let versioned = before.ends_with('v') || negative_cue_before(text, start, VERSION_CUES);
+    !(glued_before || glued_after || versioned)
+}
+
+/// Whether one of `cues` appears (case-insensitively) in the 30 bytes before `start`.
+fn negative_cue_before(text: &str, start: usize, cues: &[&str]) -> bool {
+    let mut from = start.saturating_sub(30);
+    while !text.is_char_boundary(from) {
+        from -= 1;
+    }
+    let window = text[from..start].to_ascii_lowercase();
+    cues.iter().any(|cue| window.contains(cue))
+}
+
+const PHONE_CUES: &[&str] = &[
+    "phone", "tel", "call", "mobile", "cell", "fax", "contact", "reach", "whatsapp", "sms",
+    "text me", "number", "dial", "ring",
+];
+
+fn phone_confidence(text: &str, start: usize, end: usize, p: &Patterns) -> Option<f32> {
+    let candidate = &text[start..end];
+    let main = candidate
+        .split(['x', 'e'])
+        .next()
+        .unwrap_or(candidate)
+        .trim_end();
+    let digits = main.chars().filter(char::is_ascii_digit).count();
+    if !(7..=15).contains(&digits) {
+        return None;
+    }
+    let before = &text[..start];
+    let after = &text[end..];
+    if before.ends_with(|c: char| {
+        c.is_alphanumeric() || matches!(c, '-' | '/' | '_' | '#' | '$' | '€' | '£')
+    }) || (before.ends_with('.')
+        && before[..before.len() - 1].ends_with(|c: char| c.is_ascii_digit()))
+        || after.starts_with(|c: char| c.is_alphanumeric() || matches!(c, ':' | '/' | '%' | '_'))
+        || ((after.starts_with('.') || after.starts_with(',') || after.starts_with('-'))
+            && after[1..].starts_with(|c: char| c.is_ascii_digit()))
+    {
+        return None;
+    }
+    if p.date_shape.is_match(main) || negative_cue_before(text, start, VERSION_CUES) {
+        return None;
+    }
+    // Groups of digits between separators; parentheses and a leading + frame a group.
+    let plus = main.starts_with('+');
+    let body = main.trim_start_matches('+');
+    let parens = body.contains('(');
+    let groups: Vec<&str> = body
+        .split([' ', '.', '-', '(', ')'])
+        .filter(|g| !g.is_empty())
+        .collect();
+    if groups
+        .iter()
+        .any(|g| !g.chars().all(|c| c.is_ascii_digit()))
+    {
+        return None;
+    }
+    let short_groups = groups.iter().skip(1).filter(|g| g.len() < 2).count();
+    let first_short = groups.first().is_some_and(|g| g.len() < 2) && !plus && !parens;
+    if first_short || short_groups > usize::from(parens) {
+        return None;
+    }
+    let dotted_quad =
+        groups.len() == 4 && main.contains('.') && groups.iter().all(|g| g.len() <= 3);
+    if dotted_quad {
+        return None;
+    }
+    let cued = negative_cue_before(text, start, PHONE_CUES);
+    match groups.len() {
+        0 => None,
+        1 if (10..=11).contains(&digits) && (main.starts_with('0') || cued) => Some(0.6),
+        1 if plus && digits >= 10 => Some(0.7),
+        1 => None,
+        2 if plus || parens || cued => Some(0.7),
+        2 => None,
+        _ => Some(if plus || parens || cued { 0.85 } else { 0.75 }),
+    }
+}
+
+/// Capitalised words that follow a cue but are not names ("I am Happy", "Dear Sir").
+fn is_common_word(name: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "Sir",
+        "Madam",
+        "Customer",
+        "Team",
+        "All",
+        "Colleague",
+        "Colleagues",
+        "Friend",
+        "Friends",
+        "Sorry",
+        "Happy",
+        "Glad",
+        "Not",
+        "Going",
+        "Here",
+        "The",
+        "Looking",
+        "Writing",
+        "Interested",
+        "Sure",
+        "Fine",
+        "Good",
+        "Available",
+        "Unable",
+        "Trying",
+        "Hiring",
+        "Manager",
+        "Support",
+        "Admin",
+        "User",
+        "Valued",
+        "Hi",
+        "Hello",
+        "Thanks",
+        "Thank",
+        "Please",
+        "Regards",
+    ];
+    let first = name.split([' ', '-']).next().unwrap_or(name);
+    WORDS.contains(&first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(text: &str) -> Vec<(PiiType, String)> {
+        PiiDetector
+            .detect(text)
+            .into_iter()
+            .map(|m| (m.kind, text[m.byte_start..m.byte_end].to_owned()))
+            .collect()
+    }
+
+    fn check(text: &str, expected: &[(PiiType, &str)]) {
+        let expected: Vec<(PiiType, String)> = expected
+            .iter()
+            .map(|(k, v)| (*k, (*v).to_owned()))
+            .collect();
+        assert_eq!(found(text), expected, "text: {text:?}");
+    }
+
+    #[test]
+    fn core_types_with_exact_spans() {
+        check(
+            "Mail jane.doe+x@mail.example.co.uk now.",
+            &[(PiiType::Email, "jane.doe+x@mail.example.co.uk")],
+        );
+        check("SSN 123-45-6789.", &[(PiiType::Ssn, "123-45-6789")]);
+        check(
+            "Card 4111 1111 1111 1111 ok",
+            &[(PiiType::CreditCard, "4111 1111 1111 1111")],
+        );
+        check(
+            "amex 378282246310005.",
+            &[(PiiType::CreditCard, "378282246310005")],
+        );
+        check(
+            "IBAN GB82 WEST 1234 5698 7654 32 please",
+            &[(PiiType::Iban, "GB82 WEST 1234 5698 7654 32")],
+        );
+        check(
+            "pay DE89370400440532013000.",
+            &[(PiiType::Iban, "DE89370400440532013000")],
+        );
+        check(
+            "from 192.168.10.7 and 2001:db8::8a2e:370:7334 today",
+            &[
+                (PiiType::Ip, "192.168.10.7"),
+                (PiiType::Ip, "2001:db8::8a2e:370:7334"),
+            ],
+        );
+        check(
+            "Call (373) 435-7716 or +49 (0) 8932 019517",
+            &[
+                (PiiType::Phone, "(373) 435-7716"),
+                (PiiType::Phone, "+49 (0) 8932 019517"),
+            ],
+        );
+        check(
+            "ring +1-872-330-2329x64981 today",
+            &[(PiiType::Phone, "+1-872-330-2329x64981")],
+        );
+        check(
+            "She was born on 10/5/1971 in Ohio.",
+            &[(PiiType::DateTime, "10/5/1971")],
+        );
+        check(
+            "Ship to 2437 Main St, Apt 4 please",
+            &[(PiiType::Address, "2437 Main St, Apt 4")],
+        );
+        check(
+            "Hello, my name is Diane Murphy.",
+            &[(PiiType::Person, "Diane Murphy")],
+        );
+    }
+
+    #[test]
+    fn hard_negatives_do_not_fire() {
+        for text in [
+            "Reference number 1605 8795 2863 2974 is not a valid card, please re-check.",
+            "The tracking ID is 8187211364549444; expected delivery 1970-10-26.",
+            "Build 7346.346.289.87 failed on CI.",
+            "Upgrade from version 6.7.40.894 to the latest release.",
+            "Upgrade from version 1.2.3.4 to 1.2.4.0.",
+            "Build 10.2.0.1 is out.",
+            "Population grew from 1,604,284 to 6,689,287.",
+            "The coordinates are 30.5861005, 175.441743.",
+            "ISBN 491-2-635-68249-9 is out of stock.",
+            "Meeting moved to 1977-05-15 at 05:02 in room 584.",
+            "The product SKU is DE12-1615-9167 (not a bank account).",
+            "Batch 690181837226917 contains 169 items.",
+            "Card 4111 1111 1111 1112 fails Luhn.",
+            "Dear Sir, thanks.",
+        ] {
+            assert_eq!(found(text), vec![], "text: {text:?}");
+        }
+    }
+
+    #[test]
+    fn spans_count_unicode_scalars() {
+        let text = "Müller’s mail: jürgen@example.de";
+        let matches = PiiDetector.detect(text);
+        assert_eq!(matches.len(), 1);
+        let chars: Vec<char> = text.chars().collect();
+        let value: String = chars[matches[0].start..matches[0].end].iter().collect();
+        assert_eq!(value, "jürgen@example.de");
+        assert_eq!(matches[0].start, 15);
+    }
+
+    #[test]
+    fn luhn() {
+        assert!(luhn_valid("4111111111111111"));
+        assert!(!luhn_valid("4111111111111112"));
+    }
+}

@@ -1,0 +1,229 @@
+//! Secret detection: known credential formats (cloud keys, API tokens, private-key blocks,
+//! JWTs, connection strings with passwords) plus high-entropy values in key-like context.
+
+use std::sync::OnceLock;
+
+use regex::Regex;
+use serde::Serialize;
+
+use crate::spans::byte_to_char_offsets;
+
+/// One detected secret. The value itself is never stored in the finding.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SecretMatch {
+    /// Which credential format (`AWS_ACCESS_KEY`, `GITHUB_TOKEN`, ...).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Start, in Unicode scalar values.
+    pub start: usize,
+    /// End (exclusive), in Unicode scalar values.
+    pub end: usize,
+    /// Confidence in [0, 1].
+    pub confidence: f32,
+    /// Start byte offset.
+    #[serde(skip)]
+    pub byte_start: usize,
+    /// End byte offset.
+    #[serde(skip)]
+    pub byte_end: usize,
+}
+
+struct SecretPattern {
+    kind: &'static str,
+    confidence: f32,
+    /// The secret is capture group 1 when the pattern has one, else the whole match.
+    regex: Regex,
+    /// Extra check on the value.
+    check: fn(&str) -> bool,
+}
+
+/// A row of the pattern table: kind, confidence, pattern, value check.
+type PatternRow = (&'static str, f32, &'static str, fn(&str) -> bool);
+
+fn always(_: &str) -> bool {
+    true
+}
+
+fn secret_patterns() -> &'static [SecretPattern] {
+    static PATTERNS: OnceLock<Vec<SecretPattern>> = OnceLock::new();
+    PATTERNS.get_or_init(|| {
+        let table: [PatternRow; 17] = [
+            ("PRIVATE_KEY", 0.99, r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?:[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----)?", always),
+            ("AWS_ACCESS_KEY", 0.95, r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA|A3T[A-Z0-9])[A-Z0-9]{16}\b", always),
+            ("AWS_SECRET_KEY", 0.9, r#"(?i)aws.{0,20}(?:secret|private).{0,20}?['"]?\s*[:=]\s*['"]?([A-Za-z0-9/+=]{40})\b"#, always),
+            ("GCP_API_KEY", 0.95, r"\bAIza[0-9A-Za-z_-]{35}", always),
+            ("GCP_SERVICE_ACCOUNT", 0.9, r#""type"\s*:\s*"service_account""#, always),
+            ("AZURE_STORAGE_KEY", 0.95, r"(?i)\bAccountKey=([A-Za-z0-9+/]{40,}={0,2})", always),
+            ("AZURE_SAS_TOKEN", 0.85, r"\bsig=([A-Za-z0-9%+/]{30,}(?:%3D|=){0,2})", always),
+            ("ANTHROPIC_API_KEY", 0.98, r"\bsk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{20,}|\bsk-ant-[A-Za-z0-9_-]{32,}", always),
+            ("OPENAI_API_KEY", 0.95, r"\bsk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,}", not_anthropic),
+            ("GITHUB_TOKEN", 0.98, r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b|\bgithub_pat_[A-Za-z0-9_]{50,255}\b", always),
+            ("SLACK_TOKEN", 0.95, r"\bxox[abposre]-[A-Za-z0-9-]{10,}", always),
+            ("SLACK_WEBHOOK", 0.95, r"https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+", always),
+            ("STRIPE_KEY", 0.97, r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b", always),
+            ("JWT", 0.9, r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", always),
+            ("CONNECTION_STRING", 0.9, r"\b(?i:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|redis|rediss|amqps?|mssql|sqlserver|oracle|ftp|sftp|smtp|ldap)://[^\s:/@'\x22]+:([^\s@/'\x22]+)@[^\s'\x22]+", not_placeholder),
+            ("CONNECTION_STRING", 0.85, r"(?i)\b(?:password|pwd)=([^;'\x22\s]{4,})(?:;|$)", not_placeholder),
+            ("GENERIC_SECRET", 0.7, r#"(?i)\b[a-z0-9_.-]{0,20}(?:api[_-]?key|apikey|secret|token|passw(?:or)?d|passwd|pwd|auth[_-]?key|access[_-]?key|client[_-]?secret|private[_-]?key|credentials?)[a-z0-9_.-]{0,20}['"]?\s*(?:[:=]|=>|:=)\s*['"]?([A-Za-z0-9_\-+/=.~!@#$%^&*]{12,})"#, high_entropy),
+        ];
+        table
+            .into_iter()
+            .filter_map(|(kind, confidence, pattern, check)| {
+                let regex = Regex::new(&crate::rules::ascii_word_boundaries(pattern)).ok()?;
+                Some(SecretPattern {
+                    kind,
+                    confidence,
+                    regex,
+                    check,
+                })
+            })
+            .collect()
+    })
+}
+
+fn not_anthropic(value: &str) -> bool {
+    !value.starts_with("sk-ant-")
+}
+
+fn not_placeholder(value: &str) -> bool {
+    let lower = value.to_ascii_lowercase();
+    !(lower.starts_with('$')
+        || lower.starts_with('{')
+        || lower.starts_with('<')
+        || lower.starts_with('%')
+        || matches!(
+            lower.as_str(),
+            "password" | "pass" | "secret" | "xxxx" | "xxxxxx" | "changeme" | "****" | "******"
+        ))
+}
+
+/// Shannon entropy in bits per character.
+pub fn shannon_entropy(value: &str) -> f64 {
+    let mut counts = [0u32; 256];
+    let mut total = 0u32;
+    for byte in value.bytes() {
+        counts[usize::from(byte)] += 1;
+        total += 1;
+    }
+    if total == 0 {
+        return 0.0;
+    }
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / f64::from(total);
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// A value in key-like context counts as a secret when it looks random: enough entropy and
+/// a mix of character classes (so `password = correcthorse` does, `token = true` does not).
+fn high_entropy(value: &str) -> bool {
+    let classes = [
+        value.bytes().any(|b| b.is_ascii_lowercase()),
+        value.bytes().any(|b| b.is_ascii_uppercase()),
+        value.bytes().any(|b| b.is_ascii_digit()),
+        value.bytes().any(|b| !b.is_ascii_alphanumeric()),
+    ]
+    .into_iter()
+    .filter(|&present| present)
+    .count();
+    not_placeholder(value) && classes >= 2 && shannon_entropy(value) >= 3.3
+}
+
+/// Detects secrets in text.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SecretDetector;
+
+impl SecretDetector {
+    /// All secrets in `text`, non-overlapping (more specific formats win), sorted by start.
+    pub fn detect(&self, text: &str) -> Vec<SecretMatch> {
+        let mut found: Vec<(&'static str, usize, usize, f32)> = Vec::new();
+        for pattern in secret_patterns() {
+            for caps in pattern.regex.captures_iter(text) {
+                let Some(span) = caps.get(1).or_else(|| caps.get(0)) else {
+                    continue;
+                };
+                if !(pattern.check)(span.as_str()) {
+                    continue;
+                }
+                let (start, end) = (span.start(), span.end());
+                if found.iter().all(|f| end <= f.1 || start >= f.2) {
+                    found.push((pattern.kind, start, end, pattern.confidence));
+                }
+            }
+        }
+        found.sort_by_key(|f| f.1);
+        let offsets: Vec<usize> = found.iter().flat_map(|f| [f.1, f.2]).collect();
+        let chars = byte_to_char_offsets(text, &offsets);
+        found
+            .iter()
+            .enumerate()
+            .map(|(i, f)| SecretMatch {
+                kind: f.0,
+                start: chars[2 * i],
+                end: chars[2 * i + 1],
+                confidence: f.3,
+                byte_start: f.1,
+                byte_end: f.2,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(text: &str) -> Vec<(&'static str, String)> {
+        SecretDetector
+            .detect(text)
+            .into_iter()
+            .map(|m| (m.kind, text[m.byte_start..m.byte_end].to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn known_formats() {
+        let anthropic = format!("sk-ant-api03-{}", "a1B2".repeat(24));
+        let github = format!("ghp_{}", "A1b2C3d4E5f6".repeat(3));
+        let cases = [
+            ("key AKIAIOSFODNN7EXAMPLE here".to_owned(), "AWS_ACCESS_KEY", "AKIAIOSFODNN7EXAMPLE".to_owned()),
+            (format!("export OPENAI_API_KEY=sk-proj-{}", "x9Y8".repeat(10)), "OPENAI_API_KEY", format!("sk-proj-{}", "x9Y8".repeat(10))),
+            (format!("use {anthropic} please"), "ANTHROPIC_API_KEY", anthropic.clone()),
+            (format!("token: {github}"), "GITHUB_TOKEN", github.clone()),
+            ("xoxb-123456789012-abcdefABCDEF".to_owned(), "SLACK_TOKEN", "xoxb-123456789012-abcdefABCDEF".to_owned()),
+            ("stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc".to_owned(), "STRIPE_KEY", "sk_live_4eC39HqLyjWDarjtT1zdp7dc".to_owned()),
+            ("AIzaSyA1234567890abcdefghijklmnopqrstuv".to_owned(), "GCP_API_KEY", "AIzaSyA1234567890abcdefghijklmnopqrstuv".to_owned()),
+            ("DATABASE_URL=postgres://app:s3cr3tPass@db.internal:5432/app".to_owned(), "CONNECTION_STRING", "s3cr3tPass".to_owned()),
+            ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U".to_owned(), "JWT", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U".to_owned()),
+            ("client_secret = \"Zx8!kq2LmN4pR7tV\"".to_owned(), "GENERIC_SECRET", "Zx8!kq2LmN4pR7tV".to_owned()),
+        ];
+        for (text, kind, value) in cases {
+            assert_eq!(kinds(&text), vec![(kind, value)], "text: {text}");
+        }
+        let pem =
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY-----";
+        assert_eq!(kinds(pem), vec![("PRIVATE_KEY", pem.to_owned())]);
+    }
+
+    #[test]
+    fn every_pattern_compiles() {
+        assert_eq!(secret_patterns().len(), 17);
+    }
+
+    #[test]
+    fn look_alikes_are_not_secrets() {
+        for text in [
+            "the password = password",
+            "set token = true and api_key: ${API_KEY}",
+            "postgres://user:${PASSWORD}@localhost/db",
+            "ask-ant-colony about it",
+            "my secret is that I like tea",
+        ] {
+            assert_eq!(kinds(text), vec![], "text: {text}");
+        }
+    }
+}
