@@ -22,7 +22,12 @@ struct Cli {
     json: bool,
     /// Registry database: `sqlite:PATH` or `postgres://...` (default: an SQLite file under the
     /// user's data directory).
-    #[arg(long, global = true, env = "PROMPTOPS_DATABASE_URL", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "PROMPTOPS_DATABASE_URL",
+        value_name = "URL"
+    )]
     database_url: Option<String>,
     #[command(subcommand)]
     command: Command,

@@ -278,7 +278,10 @@ pub fn sample_ratio_mismatch(observed: &[u64], weights: &[f64]) -> Result<SrmChe
         return Err(invalid("need one weight per arm and at least two arms"));
     }
     let weight_sum: f64 = weights.iter().sum();
-    if weight_sum.is_nan() || weight_sum <= 0.0 || weights.iter().any(|w| !w.is_finite() || *w <= 0.0) {
+    if weight_sum.is_nan()
+        || weight_sum <= 0.0
+        || weights.iter().any(|w| !w.is_finite() || *w <= 0.0)
+    {
         return Err(invalid("weights must be positive numbers"));
     }
     let total: u64 = observed.iter().sum();
