@@ -374,7 +374,12 @@ mod tests {
         let messages = content.render("p", &vars).unwrap();
         assert_eq!(messages.len(), 2);
         let missing = content.render("p", &Variables::new()).unwrap_err();
-        assert!(missing.to_string().contains("who"), "{missing}");
+        // The variable is named by the template error the registry error wraps as its source.
+        let chain: Vec<String> =
+            std::iter::successors(Some(&missing as &dyn std::error::Error), |e| e.source())
+                .map(ToString::to_string)
+                .collect();
+        assert!(chain.join(": ").contains("who"), "{chain:?}");
         let wrong = json!({"who": 3}).as_object().unwrap().clone();
         assert!(content.render("p", &wrong).is_err());
     }
