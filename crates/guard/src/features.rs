@@ -1,8 +1,11 @@
 //! Turning a text into the signals the injection model weighs: the normalised text (plus any
 //! decoded payloads) for hashed n-grams, and named features for rules and obfuscation.
 
-use crate::decode::{Encoding, decode_payloads, rot13};
+use std::sync::OnceLock;
+
+use crate::decode::{Encoding, decode_payloads};
 use crate::normalize::{Normalized, normalize};
+use crate::prefilter::rule_hits;
 use crate::rules::{Category, matching_rules, rules};
 
 /// Where a rule fired.
@@ -29,16 +32,16 @@ pub struct Analysis {
     pub chars: usize,
 }
 
-/// Rules strong enough to trust on rot13-decoded text (weak ones could fire on gibberish).
-const ROT13_MIN_PRIOR: f32 = 1.5;
-
-/// Normalises, decodes smuggled payloads, and runs the rule set on every layer.
+/// Normalises, decodes smuggled payloads, and runs the rule set on every layer (the rot13
+/// layer only for strong rules, and only when the literal pre-filter says one could fire).
 pub fn analyse(text: &str) -> Analysis {
     let normalized = normalize(text);
     let mut scan_text = normalized.text.clone();
-    let mut rule_hits: Vec<(usize, Layer)> = matching_rules(&normalized.text)
-        .into_iter()
-        .map(|rule| (rule, Layer::Plain))
+    let hits = rule_hits(&normalized.text, true);
+    let mut rule_hits: Vec<(usize, Layer)> = hits
+        .plain
+        .iter()
+        .map(|&rule| (rule, Layer::Plain))
         .collect();
     let mut decoded = Vec::new();
     for payload in decode_payloads(text) {
@@ -50,19 +53,16 @@ pub fn analyse(text: &str) -> Analysis {
         scan_text.push_str(&inner.text);
         decoded.push(payload.encoding);
     }
-    let rotated = rot13(&normalized.text);
-    let rot_hits: Vec<usize> = matching_rules(&rotated)
-        .into_iter()
-        .filter(|&rule| rules()[rule].prior >= ROT13_MIN_PRIOR)
-        .collect();
-    if !rot_hits.is_empty() {
+    if !hits.rotated.is_empty()
+        && let Some(rotated) = &hits.rotated_text
+    {
         decoded.push(Encoding::Rot13);
         scan_text.push('\n');
-        scan_text.push_str(&rotated);
+        scan_text.push_str(rotated);
         rule_hits.extend(
-            rot_hits
-                .into_iter()
-                .map(|rule| (rule, Layer::Decoded(Encoding::Rot13))),
+            hits.rotated
+                .iter()
+                .map(|&rule| (rule, Layer::Decoded(Encoding::Rot13))),
         );
     }
     Analysis {
@@ -86,6 +86,16 @@ pub struct NamedFeature {
 
 /// The named features: one per rule, then obfuscation and decoding signals, then length.
 pub fn named_features() -> Vec<NamedFeature> {
+    named_feature_table().to_vec()
+}
+
+/// [`named_features`], built once and shared (the scan path reads names without allocating).
+pub fn named_feature_table() -> &'static [NamedFeature] {
+    static TABLE: OnceLock<Vec<NamedFeature>> = OnceLock::new();
+    TABLE.get_or_init(build_named_features)
+}
+
+fn build_named_features() -> Vec<NamedFeature> {
     let mut features: Vec<NamedFeature> = rules()
         .iter()
         .map(|rule| NamedFeature {

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::decode::Encoding;
 use crate::error::GuardError;
-use crate::features::{Analysis, Layer, analyse, named_features, named_values};
+use crate::features::{Analysis, Layer, analyse, named_feature_table, named_values};
 use crate::model::Model;
 use crate::rules::rules;
 use crate::train::sigmoid;
@@ -82,7 +82,7 @@ impl InjectionDetector {
     }
 
     fn reasons(&self, analysis: &Analysis, ngrams: f32) -> Vec<String> {
-        let features = named_features();
+        let features = named_feature_table();
         let rule_count = rules().len();
         let mut weighted: Vec<(f32, String)> = Vec::new();
         for (index, value) in named_values(analysis) {

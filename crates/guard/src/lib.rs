@@ -16,6 +16,7 @@ pub mod normalize;
 pub mod output;
 pub mod pii;
 pub mod pii_eval;
+mod prefilter;
 pub mod rag;
 pub mod rbac;
 pub mod redact;

@@ -153,8 +153,14 @@ impl Model {
             .iter()
             .map(|&b| f32::from(b as i8) * scale)
             .collect();
-        if !(bias.is_finite() && calibration.is_finite() && scale.is_finite()) {
+        if !(bias.is_finite() && calibration.is_finite() && (scale * 127.0).is_finite()) {
             return Err(GuardError::BadWeights("non-finite header value".into()));
+        }
+        if let Some(index) = named.iter().position(|w| !w.is_finite()) {
+            return Err(GuardError::BadWeights(format!(
+                "non-finite weight for named feature `{}`",
+                features[index].name
+            )));
         }
         Ok(Model {
             bits,

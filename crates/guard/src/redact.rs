@@ -2,7 +2,7 @@
 //! reversible tokens whose mapping (the [`Vault`]) is kept per request and can be sealed with
 //! ChaCha20-Poly1305 before the caller persists it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
@@ -122,6 +122,7 @@ pub fn redact(
             kept.push(span);
         }
     }
+    let literal_tokens = placeholder_like(text);
     let mut numbering: HashMap<(&str, &str), usize> = HashMap::new();
     let mut per_label: HashMap<&str, usize> = HashMap::new();
     let mut vault = Vault::default();
@@ -136,6 +137,11 @@ pub fn redact(
                 let number = *numbering.entry((label, value)).or_insert_with(|| {
                     let next = per_label.entry(label).or_insert(0);
                     *next += 1;
+                    // A placeholder the text already contains would be de-redacted too:
+                    // skip numbers whose token is written literally in the input.
+                    while literal_tokens.contains(format!("<{label}_{next}>").as_str()) {
+                        *next += 1;
+                    }
                     *next
                 });
                 let token = format!("<{label}_{number}>");
@@ -176,6 +182,19 @@ pub fn redact(
         replacements,
         vault: (mode == RedactionMode::Token).then_some(vault),
     })
+}
+
+/// Every `<...>` substring of `text` that [`Vault::restore`] would look up (a `<` and the first
+/// `>` within 64 bytes): placeholders written literally in the input must not be reused.
+fn placeholder_like(text: &str) -> HashSet<&str> {
+    let mut found = HashSet::new();
+    for (open, _) in text.match_indices('<') {
+        let candidate = &text[open..];
+        if let Some(close) = candidate.bytes().take(64).position(|b| b == b'>') {
+            found.insert(&candidate[..=close]);
+        }
+    }
+    found
 }
 
 /// First 8 bytes of HMAC-SHA256(key, "label:value") as hex.

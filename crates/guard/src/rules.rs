@@ -147,12 +147,10 @@ pub(crate) fn ascii_word_boundaries(pattern: &str) -> String {
     pattern.replace(r"\b", r"(?-u:\b)")
 }
 
-/// Indices (into [`rules`]) of the rules that fire on normalised `text`.
+/// Indices (into [`rules`]) of the rules that fire on normalised `text`, ascending: the same
+/// as [`rule_set`]`.matches(text)`, but only rules whose prefix literals occur are run.
 pub fn matching_rules(text: &str) -> Vec<usize> {
-    match rule_set() {
-        Some(set) => set.matches(text).into_iter().collect(),
-        None => Vec::new(),
-    }
+    crate::prefilter::rule_hits(text, false).plain
 }
 
 #[cfg(test)]

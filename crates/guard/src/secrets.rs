@@ -1,6 +1,7 @@
 //! Secret detection: known credential formats (cloud keys, API tokens, private-key blocks,
 //! JWTs, connection strings with passwords) plus high-entropy values in key-like context.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use regex::Regex;
@@ -48,7 +49,9 @@ fn secret_patterns() -> &'static [SecretPattern] {
     static PATTERNS: OnceLock<Vec<SecretPattern>> = OnceLock::new();
     PATTERNS.get_or_init(|| {
         let table: [PatternRow; 17] = [
-            ("PRIVATE_KEY", 0.99, r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?:[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----)?", always),
+            // Header only: the block is extended to its footer by `private_key_blocks`, in linear time
+            // (a lazy `[\s\S]*?` up to an optional footer rescans to the end for every header).
+            ("PRIVATE_KEY", 0.99, PRIVATE_KEY_HEADER, always),
             ("AWS_ACCESS_KEY", 0.95, r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA|A3T[A-Z0-9])[A-Z0-9]{16}\b", always),
             ("AWS_SECRET_KEY", 0.9, r#"(?i)aws.{0,20}(?:secret|private).{0,20}?['"]?\s*[:=]\s*['"]?([A-Za-z0-9/+=]{40})\b"#, always),
             ("GCP_API_KEY", 0.95, r"\bAIza[0-9A-Za-z_-]{35}", always),
@@ -79,6 +82,50 @@ fn secret_patterns() -> &'static [SecretPattern] {
             })
             .collect()
     })
+}
+
+const PRIVATE_KEY_HEADER: &str = r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----";
+const PRIVATE_KEY_FOOTER: &str = r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----";
+
+fn private_key_footer() -> Option<&'static Regex> {
+    static FOOTER: OnceLock<Option<Regex>> = OnceLock::new();
+    FOOTER
+        .get_or_init(|| Regex::new(PRIVATE_KEY_FOOTER).ok())
+        .as_ref()
+}
+
+/// Private-key blocks: each header through the first footer after it (or the header alone when
+/// no footer follows), non-overlapping. The footer search result is reused across headers, so
+/// the whole scan is linear even with many headers and no footer.
+fn private_key_blocks(text: &str, header: &Regex) -> Vec<(usize, usize)> {
+    let mut blocks = Vec::new();
+    let Some(footer) = private_key_footer() else {
+        return blocks;
+    };
+    // The last footer search: where it started and what it found.
+    let mut searched: Option<(usize, Option<(usize, usize)>)> = None;
+    let mut at = 0;
+    while let Some(head) = header.find_at(text, at) {
+        let from = head.end();
+        let found = match searched {
+            Some((start, Some((f_start, f_end)))) if start <= from && f_start >= from => {
+                Some((f_start, f_end))
+            }
+            Some((start, None)) if start <= from => None,
+            _ => {
+                let found = footer.find_at(text, from).map(|m| (m.start(), m.end()));
+                searched = Some((from, found));
+                found
+            }
+        };
+        let end = found.map_or(from, |(_, f_end)| f_end);
+        blocks.push((head.start(), end));
+        at = end.max(head.start() + 1);
+        if at > text.len() {
+            break;
+        }
+    }
+    blocks
 }
 
 fn not_anthropic(value: &str) -> bool {
@@ -140,8 +187,24 @@ pub struct SecretDetector;
 impl SecretDetector {
     /// All secrets in `text`, non-overlapping (more specific formats win), sorted by start.
     pub fn detect(&self, text: &str) -> Vec<SecretMatch> {
-        let mut found: Vec<(&'static str, usize, usize, f32)> = Vec::new();
+        // Kept spans by start byte (disjoint), so an overlap check is one range lookup.
+        let mut found: BTreeMap<usize, (&'static str, usize, f32)> = BTreeMap::new();
+        let free =
+            |found: &BTreeMap<usize, (&'static str, usize, f32)>, start: usize, end: usize| {
+                found
+                    .range(..end)
+                    .next_back()
+                    .is_none_or(|(_, &(_, kept_end, _))| kept_end <= start)
+            };
         for pattern in secret_patterns() {
+            if pattern.kind == "PRIVATE_KEY" {
+                for (start, end) in private_key_blocks(text, &pattern.regex) {
+                    if free(&found, start, end) {
+                        found.insert(start, (pattern.kind, end, pattern.confidence));
+                    }
+                }
+                continue;
+            }
             for caps in pattern.regex.captures_iter(text) {
                 let Some(span) = caps.get(1).or_else(|| caps.get(0)) else {
                     continue;
@@ -150,12 +213,15 @@ impl SecretDetector {
                     continue;
                 }
                 let (start, end) = (span.start(), span.end());
-                if found.iter().all(|f| end <= f.1 || start >= f.2) {
-                    found.push((pattern.kind, start, end, pattern.confidence));
+                if free(&found, start, end) {
+                    found.insert(start, (pattern.kind, end, pattern.confidence));
                 }
             }
         }
-        found.sort_by_key(|f| f.1);
+        let found: Vec<(&'static str, usize, usize, f32)> = found
+            .into_iter()
+            .map(|(start, (kind, end, confidence))| (kind, start, end, confidence))
+            .collect();
         let offsets: Vec<usize> = found.iter().flat_map(|f| [f.1, f.2]).collect();
         let chars = byte_to_char_offsets(text, &offsets);
         found
@@ -207,6 +273,34 @@ mod tests {
         let pem =
             "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY-----";
         assert_eq!(kinds(pem), vec![("PRIVATE_KEY", pem.to_owned())]);
+    }
+
+    #[test]
+    fn private_key_blocks_match_the_lazy_pattern_and_stay_linear() {
+        let reference = Regex::new(&format!(
+            r"{PRIVATE_KEY_HEADER}(?:[\s\S]*?{PRIVATE_KEY_FOOTER})?"
+        ))
+        .unwrap();
+        let header = Regex::new(PRIVATE_KEY_HEADER).unwrap();
+        let begin = "-----BEGIN PRIVATE KEY-----";
+        let end = "-----END EC PRIVATE KEY-----";
+        for text in [
+            format!("{begin}\nabc\n{end}"),
+            format!("x {begin} y {begin} z {end} w {end} {begin}"),
+            format!("{begin}{end}{begin}"),
+            format!("{end} {begin}\n{begin}\nq"),
+            "no key here".to_owned(),
+        ] {
+            let expected: Vec<(usize, usize)> = reference
+                .find_iter(&text)
+                .map(|m| (m.start(), m.end()))
+                .collect();
+            assert_eq!(private_key_blocks(&text, &header), expected, "{text:?}");
+        }
+        // Found by fuzzing the 1 MB robustness units: many headers and no footer used to
+        // rescan to the end of the text for each header (quadratic).
+        let many = begin.repeat(20_000);
+        assert_eq!(private_key_blocks(&many, &header).len(), 20_000);
     }
 
     #[test]
