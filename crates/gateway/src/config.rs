@@ -1,0 +1,318 @@
+//! The whole promptops config file as the server reads it: `[server]`, `[[providers]]`,
+//! `[[routes]]`, `database_url` and `[guard]`, parsed into raw structs that reject unknown keys
+//! and validated into a [`GatewayConfig`]; every error names the key at fault.
+//!
+//! ```toml
+//! database_url = "sqlite:///var/lib/promptops/registry.db"
+//! [server]
+//! listen = "127.0.0.1:8080"
+//! max_body_bytes = 4194304
+//! refresh_interval_ms = 1000       # prompt routing refresh and metrics flush
+//! [[providers]]
+//! name = "upstream"
+//! kind = "openai"
+//! base_url = "http://127.0.0.1:18080/v1"
+//! [[routes]]
+//! name = "fast"
+//! targets = ["upstream/gpt-4o-mini", "local/smollm2-135m"]
+//! [guard]
+//! enabled = false
+//! ```
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use promptops_access::{AccessConfig, AccessError};
+use promptops_cache::{CacheConfig, CacheError};
+use promptops_llm::LlmConfig;
+use promptops_llm::config::{RawLlmConfig, RawProvider, RawRoute};
+use promptops_runtime::GuardConfig;
+use serde::Deserialize;
+
+use crate::error::GatewayError;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default request body limit (4 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Default interval of the routing refresh and metrics flush.
+pub const DEFAULT_REFRESH_MS: u64 = 1000;
+
+/// The config file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[server]`.
+    #[serde(default)]
+    pub server: RawServer,
+    /// `[[providers]]`.
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+    /// `[[routes]]`.
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    /// The registry database (`sqlite://...` or `postgres://...`).
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// `[guard]`.
+    #[serde(default)]
+    pub guard: GuardConfig,
+    /// `[[keys]]`, validated by `promptops_access::AccessConfig`.
+    #[serde(default)]
+    pub keys: Option<toml::Value>,
+    /// `[limits]`, validated by `promptops_access::AccessConfig`.
+    #[serde(default)]
+    pub limits: Option<toml::Value>,
+    /// `[cache]`, validated by `promptops_cache::CacheConfig`.
+    #[serde(default)]
+    pub cache: Option<toml::Value>,
+}
+
+/// `[server]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// `HOST:PORT` to listen on.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Largest request body accepted, in bytes.
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
+    /// Prompt routing refresh and metrics flush interval, in milliseconds.
+    #[serde(default)]
+    pub refresh_interval_ms: Option<u64>,
+}
+
+/// The validated server configuration.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Routing refresh and metrics flush interval.
+    pub refresh_interval: Duration,
+    /// Providers and routes.
+    pub llm: LlmConfig,
+    /// The registry database, if any.
+    pub database_url: Option<String>,
+    /// The guard section.
+    pub guard: GuardConfig,
+    /// API keys and limits (`[[keys]]`, `[limits]`); no keys means unauthenticated.
+    pub access: AccessConfig,
+    /// The response cache, when a `[cache]` section is present.
+    pub cache: Option<CacheConfig>,
+}
+
+impl Default for GatewayConfig {
+    /// No config file: the embedded local model only, no registry, guard off.
+    fn default() -> Self {
+        GatewayConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            refresh_interval: Duration::from_millis(DEFAULT_REFRESH_MS),
+            llm: LlmConfig::local_only(),
+            database_url: None,
+            guard: GuardConfig::default(),
+            access: AccessConfig {
+                keys: promptops_access::KeyStore::default(),
+                limits: promptops_access::LimitsConfig::default(),
+            },
+            cache: None,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Parses and validates a whole config file.
+    pub fn from_toml(text: &str) -> Result<GatewayConfig, GatewayError> {
+        let value: toml::Value = toml::from_str(text).map_err(|error| GatewayError::Config {
+            key: "(file)".to_owned(),
+            reason: error.to_string().trim().to_owned(),
+        })?;
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(value).map_err(|error| GatewayError::Config {
+                key: {
+                    let path = error.path().to_string();
+                    if path.is_empty() || path == "." {
+                        "(file)".to_owned()
+                    } else {
+                        path
+                    }
+                },
+                reason: first_line(&error.into_inner().to_string()),
+            })?;
+        let access = AccessConfig::from_toml_str(text).map_err(|error| match error {
+            AccessError::Config { key, reason } => GatewayError::Config { key, reason },
+            other => GatewayError::Config {
+                key: "keys".to_owned(),
+                reason: other.to_string(),
+            },
+        })?;
+        let cache = if raw.cache.is_some() {
+            Some(
+                CacheConfig::from_toml_str(text).map_err(|error| match error {
+                    CacheError::Config { key, message } => GatewayError::Config {
+                        key: key.to_owned(),
+                        reason: message,
+                    },
+                    other => GatewayError::Config {
+                        key: "cache".to_owned(),
+                        reason: other.to_string(),
+                    },
+                })?,
+            )
+        } else {
+            None
+        };
+        GatewayConfig::validate(raw, access, cache)
+    }
+
+    /// Validates raw sections; `access` and `cache` come validated by their crates.
+    pub fn validate(
+        raw: RawConfig,
+        access: AccessConfig,
+        cache: Option<CacheConfig>,
+    ) -> Result<GatewayConfig, GatewayError> {
+        let listen_text = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen: SocketAddr = listen_text.parse().map_err(|_| GatewayError::Config {
+            key: "server.listen".to_owned(),
+            reason: format!("`{listen_text}` is not HOST:PORT with a numeric IP address"),
+        })?;
+        let max_body_bytes = raw
+            .server
+            .max_body_bytes
+            .unwrap_or(access.limits.max_body_bytes);
+        if max_body_bytes < 1024 {
+            return Err(GatewayError::Config {
+                key: "server.max_body_bytes".to_owned(),
+                reason: format!("{max_body_bytes} is below the minimum of 1024"),
+            });
+        }
+        let refresh_ms = raw.server.refresh_interval_ms.unwrap_or(DEFAULT_REFRESH_MS);
+        if !(10..=3_600_000).contains(&refresh_ms) {
+            return Err(GatewayError::Config {
+                key: "server.refresh_interval_ms".to_owned(),
+                reason: format!("{refresh_ms} must be from 10 to 3600000"),
+            });
+        }
+        let llm = if raw.providers.is_empty() && raw.routes.is_empty() {
+            LlmConfig::local_only()
+        } else {
+            LlmConfig::validate(RawLlmConfig {
+                providers: raw.providers,
+                routes: raw.routes,
+            })
+            .map_err(|error| match error {
+                promptops_llm::LlmError::Config { key, reason } => {
+                    GatewayError::Config { key, reason }
+                }
+                other => GatewayError::Config {
+                    key: "providers".to_owned(),
+                    reason: other.to_string(),
+                },
+            })?
+        };
+        if let Some(url) = &raw.database_url
+            && url.trim().is_empty()
+        {
+            return Err(GatewayError::Config {
+                key: "database_url".to_owned(),
+                reason: "must not be empty when given".to_owned(),
+            });
+        }
+        raw.guard.validate().map_err(|error| match error {
+            promptops_runtime::RuntimeError::Config { key, reason } => {
+                GatewayError::Config { key, reason }
+            }
+            other => GatewayError::Config {
+                key: "guard".to_owned(),
+                reason: other.to_string(),
+            },
+        })?;
+        Ok(GatewayConfig {
+            listen,
+            max_body_bytes,
+            refresh_interval: Duration::from_millis(refresh_ms),
+            llm,
+            database_url: raw.database_url,
+            guard: raw.guard,
+            access,
+            cache,
+        })
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_err(text: &str, key: &str) {
+        match GatewayConfig::from_toml(text) {
+            Err(GatewayError::Config { key: found, reason }) => {
+                assert!(
+                    found.contains(key),
+                    "key {found} ({reason}) should name {key}"
+                )
+            }
+            other => panic!("expected a config error at {key}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn design_example_parses() {
+        let config = GatewayConfig::from_toml(
+            r#"
+[[providers]]
+name = "upstream"
+kind = "openai"
+base_url = "http://127.0.0.1:18080/v1"
+api_key_env = "UPSTREAM_API_KEY"
+
+[[routes]]
+name = "fast"
+targets = ["upstream/gpt-4o-mini", "local/smollm2-135m"]
+timeout_ms = 20000
+retries = 1
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.llm.routes[0].name, "fast");
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert!(!config.guard.enabled);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        check_err("[server]\nlisten = \"nowhere\"\n", "server.listen");
+        check_err("[server]\nlistn = \"x\"\n", "server");
+        check_err("[server]\nmax_body_bytes = 10\n", "server.max_body_bytes");
+        check_err(
+            "[[providers]]\nname = \"u\"\nkind = \"nope\"\n",
+            "providers[0]",
+        );
+        check_err("[guard]\nenabld = true\n", "guard");
+        check_err(
+            "[guard.output]\necho_block = 3.0\n",
+            "guard.output.echo_block",
+        );
+        check_err("databse_url = \"x\"\n", "databse_url");
+        check_err("[cache]\nttl = 1\n", "cache");
+        check_err("[limits]\nbackend = \"nope\"\n", "limits.backend");
+        check_err("[[keys]]\nname = \"a\"\n", "keys[0]");
+    }
+
+    #[test]
+    fn guard_section_parses() {
+        let config = GatewayConfig::from_toml(
+            "[guard]\nenabled = true\nderedact_output = true\n[guard.input]\ninjection = \"block\"\n",
+        )
+        .unwrap();
+        assert!(config.guard.enabled);
+        assert!(config.guard.deredact_output);
+    }
+}

@@ -1,0 +1,208 @@
+//! promptops-gateway: the HTTP front end of `promptops serve` (axum). OpenAI-compatible
+//! `/v1/chat/completions` (JSON and SSE), `/v1/embeddings` and `/v1/models`, the admin API under
+//! `/admin/v1/` with its OpenAPI 3.1 document at `/openapi.json`, `/healthz`, `/readyz` and
+//! Prometheus `/metrics`. Handlers are thin: extract, call one [`promptops_runtime::Runtime`]
+//! function, convert; every error answers with the OpenAI error envelope.
+//!
+//! The CLI calls [`GatewayConfig::from_toml`], [`check_bind`], [`AppState::from_config`] and
+//! [`serve`].
+
+pub mod admin;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod openai;
+pub mod ops;
+pub mod state;
+pub mod wire;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+pub use config::GatewayConfig;
+pub use error::GatewayError;
+pub use openai::RequestId;
+pub use promptops_access::ApiKey;
+pub use state::AppState;
+
+/// The request id header, read and echoed.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Longest client-supplied request id kept; longer or non-printable ids are replaced.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The HTTP routes over `state`.
+pub fn router(state: AppState) -> axum::Router {
+    let limit = state.max_body_bytes();
+    axum::Router::new()
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/models", get(openai::models))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(admin::openapi))
+        .route("/admin/v1/prompts", get(admin::list_prompts))
+        .route("/admin/v1/prompts/{name}", get(admin::show_prompt))
+        .route(
+            "/admin/v1/prompts/{name}/versions",
+            post(admin::add_version),
+        )
+        .route(
+            "/admin/v1/prompts/{name}/versions/{version}",
+            get(admin::show_version),
+        )
+        .route(
+            "/admin/v1/prompts/{name}/versions/{version}/metrics",
+            get(admin::version_metrics),
+        )
+        .route("/admin/v1/prompts/{name}/deploy", post(admin::deploy))
+        .route("/admin/v1/prompts/{name}/expand", post(admin::expand))
+        .route("/admin/v1/prompts/{name}/promote", post(admin::promote))
+        .route("/admin/v1/prompts/{name}/rollback", post(admin::rollback))
+        .route("/admin/v1/prompts/{name}/route", get(admin::route))
+        .route("/admin/v1/audit", get(admin::audit))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn not_found(method: Method, uri: Uri) -> GatewayError {
+    GatewayError::NotFound(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed() -> GatewayError {
+    GatewayError::MethodNotAllowed
+}
+
+/// Assigns the request id (echoed in the response) and records request metrics.
+async fn observe(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= MAX_REQUEST_ID_LEN
+                && id.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(request).await.into_response();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+    }
+    let labels = metrics::RouteLabels {
+        route,
+        status: response.status().as_u16().to_string(),
+    };
+    let metrics = state.metrics();
+    metrics.requests.get_or_create(&labels).inc();
+    metrics
+        .latency
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The caller's API key (`None` when no keys are configured), set for every request.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Option<std::sync::Arc<promptops_access::ApiKey>>);
+
+/// With keys configured, `/v1/*` and `/admin/*` need `Authorization: Bearer KEY` (401), and
+/// `/admin/*` an admin key (403). Health, metrics and the OpenAPI document stay open.
+async fn authenticate(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if !state.auth_enabled() {
+        request.extensions_mut().insert(Caller(None));
+        return next.run(request).await;
+    }
+    let path = request.uri().path();
+    let admin = path.starts_with("/admin/");
+    if !(admin || path.starts_with("/v1/")) {
+        request.extensions_mut().insert(Caller(None));
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .unwrap_or_default();
+    match state.keys().authenticate(presented) {
+        Ok(key) => {
+            if admin && !key.is_admin() {
+                return GatewayError::Forbidden {
+                    code: "permission_denied",
+                    param: None,
+                    message: format!("key `{}` is not an admin key", key.name),
+                }
+                .into_response();
+            }
+            request.extensions_mut().insert(Caller(Some(key)));
+            next.run(request).await
+        }
+        Err(promptops_access::AccessError::MissingKey) => GatewayError::Unauthorized(
+            "missing API key: send `Authorization: Bearer KEY`".to_owned(),
+        )
+        .into_response(),
+        Err(_) => GatewayError::Unauthorized("invalid API key".to_owned()).into_response(),
+    }
+}
+
+/// Refuses to serve unauthenticated on a non-loopback address unless explicitly allowed.
+pub fn check_bind(
+    addr: SocketAddr,
+    keys_configured: bool,
+    allow_unauthenticated: bool,
+) -> Result<(), GatewayError> {
+    if keys_configured || allow_unauthenticated || addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(GatewayError::UnauthenticatedBind { addr })
+    }
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests and
+/// streams and flushes the recorded prompt metrics.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    let app = router(state.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    state.runtime().flush_metrics().await?;
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! Prometheus metrics of one gateway instance (a registry per [`crate::AppState`], no globals):
+//! requests by route and status, latency and time-to-first-token histograms, tokens, cost,
+//! upstream errors and fallbacks by provider, guard verdicts.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// Labels of a request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The matched route, e.g. `/v1/chat/completions`.
+    pub route: String,
+    /// The HTTP status.
+    pub status: String,
+}
+
+/// Labels of a model call.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    /// `PROVIDER`.
+    pub provider: String,
+    /// The model at the provider.
+    pub model: String,
+}
+
+/// Labels of token counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    /// `PROVIDER`.
+    pub provider: String,
+    /// The model at the provider.
+    pub model: String,
+    /// `input`, `output` or `cached`.
+    pub kind: String,
+}
+
+/// Labels naming one thing, e.g. a provider or a guard verdict.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NameLabels {
+    /// The name.
+    pub name: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+}
+
+/// The gateway's metrics.
+pub struct GatewayMetrics {
+    registry: Mutex<Registry>,
+    /// Requests by route and status.
+    pub requests: Family<RouteLabels, Counter>,
+    /// Request latency in seconds by route and status.
+    pub latency: HistogramFamily<RouteLabels>,
+    /// Time to first token of streams, seconds.
+    pub ttft: HistogramFamily<ModelLabels>,
+    /// Tokens by provider, model and kind.
+    pub tokens: Family<TokenLabels, Counter>,
+    /// Cost in USD by provider and model.
+    pub cost: Family<ModelLabels, Counter<f64, AtomicU64>>,
+    /// Failed upstream attempts by provider.
+    pub upstream_errors: Family<NameLabels, Counter>,
+    /// Requests served by a fallback or after retries, by route/model asked.
+    pub fallbacks: Family<NameLabels, Counter>,
+    /// Guard verdicts (`blocked_input`, `blocked_output`, `warned`).
+    pub guard: Family<NameLabels, Counter>,
+    /// Requests refused by a key's limits, by limit.
+    pub rate_limited: Family<NameLabels, Counter>,
+    /// Cache lookups by outcome (`hit`, `miss`); zero until a cache is configured.
+    pub cache: Family<NameLabels, Counter>,
+}
+
+impl std::fmt::Debug for GatewayMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayMetrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for GatewayMetrics {
+    fn default() -> Self {
+        GatewayMetrics::new()
+    }
+}
+
+impl GatewayMetrics {
+    /// Registers every metric.
+    pub fn new() -> GatewayMetrics {
+        let mut registry = Registry::with_prefix("promptops");
+        let requests = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        let latency: HistogramFamily<RouteLabels> =
+            Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route and status",
+            latency.clone(),
+        );
+        let ttft: HistogramFamily<ModelLabels> =
+            Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "time_to_first_token_seconds",
+            "Time to the first streamed token",
+            ttft.clone(),
+        );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "tokens",
+            "Tokens by provider, model and kind",
+            tokens.clone(),
+        );
+        let cost = Family::<ModelLabels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "cost_usd",
+            "Cost in USD by provider and model",
+            cost.clone(),
+        );
+        let upstream_errors = Family::<NameLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Failed upstream attempts by provider",
+            upstream_errors.clone(),
+        );
+        let fallbacks = Family::<NameLabels, Counter>::default();
+        registry.register(
+            "fallbacks",
+            "Requests that needed a retry or a fallback target",
+            fallbacks.clone(),
+        );
+        let guard = Family::<NameLabels, Counter>::default();
+        registry.register("guard_verdicts", "Guard verdicts", guard.clone());
+        let rate_limited = Family::<NameLabels, Counter>::default();
+        registry.register(
+            "rate_limit_rejections",
+            "Requests refused by a key's limits",
+            rate_limited.clone(),
+        );
+        let cache = Family::<NameLabels, Counter>::default();
+        registry.register(
+            "cache_lookups",
+            "Response cache lookups by outcome",
+            cache.clone(),
+        );
+        GatewayMetrics {
+            registry: Mutex::new(registry),
+            requests,
+            latency,
+            ttft,
+            tokens,
+            cost,
+            upstream_errors,
+            fallbacks,
+            guard,
+            rate_limited,
+            cache,
+        }
+    }
+
+    /// Counts a model call's tokens and cost.
+    pub fn usage(
+        &self,
+        provider: &str,
+        model: &str,
+        usage: &promptops_llm::Usage,
+        cost: Option<f64>,
+    ) {
+        for (kind, value) in [
+            ("input", usage.input_tokens),
+            ("output", usage.output_tokens),
+            ("cached", usage.cached_tokens),
+        ] {
+            self.tokens
+                .get_or_create(&TokenLabels {
+                    provider: provider.to_owned(),
+                    model: model.to_owned(),
+                    kind: kind.to_owned(),
+                })
+                .inc_by(value);
+        }
+        if let Some(cost) = cost {
+            self.cost
+                .get_or_create(&ModelLabels {
+                    provider: provider.to_owned(),
+                    model: model.to_owned(),
+                })
+                .inc_by(cost);
+        }
+    }
+
+    /// Counts the failed attempts of a routed call.
+    pub fn attempts(&self, asked: &str, attempts: &[promptops_llm::AttemptRecord]) {
+        let mut failed = false;
+        for attempt in attempts.iter().filter(|a| a.cause.is_some()) {
+            failed = true;
+            let provider = attempt.target.split('/').next().unwrap_or_default();
+            self.upstream_errors
+                .get_or_create(&NameLabels {
+                    name: provider.to_owned(),
+                })
+                .inc();
+        }
+        if failed {
+            self.fallbacks
+                .get_or_create(&NameLabels {
+                    name: asked.to_owned(),
+                })
+                .inc();
+        }
+    }
+
+    /// Counts one guard verdict.
+    pub fn guard_verdict(&self, verdict: &str) {
+        self.guard
+            .get_or_create(&NameLabels {
+                name: verdict.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        let registry = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+        text
+    }
+}

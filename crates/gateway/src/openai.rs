@@ -1,0 +1,617 @@
+//! The OpenAI-compatible handlers: extract, call one runtime function, convert.
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Extension;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use promptops_llm::{DeltaStream, StreamDelta, Target};
+use promptops_runtime::{ChatCall, EmbedCall, Runtime, RuntimeError};
+use serde_json::json;
+
+use crate::Caller;
+use crate::error::GatewayError;
+use crate::metrics::{GatewayMetrics, ModelLabels};
+use crate::state::AppState;
+use crate::wire::{self, ChunkEncoder, ChunkHeader};
+
+/// The request id of a request (from `x-request-id` or generated).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Header naming the prompt version used.
+pub const PROMPT_VERSION_HEADER: &str = "x-promptops-prompt-version";
+/// Header naming the `PROVIDER/MODEL` that answered.
+pub const PROVIDER_HEADER: &str = "x-promptops-provider";
+/// Header carrying the cost in USD.
+pub const COST_HEADER: &str = "x-promptops-cost-usd";
+/// Header saying whether the output met the prompt's schema.
+pub const OUTPUT_CHECK_HEADER: &str = "x-promptops-output-check";
+
+/// Unix seconds now.
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The body bytes, after checking the content type and the size limit.
+pub(crate) fn json_bytes(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, GatewayError> {
+    if let Some(kind) = headers.get(header::CONTENT_TYPE) {
+        let text = kind.to_str().unwrap_or_default();
+        let essence = text.split(';').next().unwrap_or_default().trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(GatewayError::UnsupportedMediaType {
+                found: text.to_owned(),
+            });
+        }
+    }
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            GatewayError::PayloadTooLarge {
+                limit: state.max_body_bytes(),
+            }
+        } else {
+            GatewayError::bad_request(None, rejection.body_text())
+        }
+    })
+}
+
+fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(HeaderName::from_static(name), value);
+    }
+}
+
+/// Counts guard outcomes of a failed call.
+fn count_error(metrics: &GatewayMetrics, error: &RuntimeError) {
+    match error {
+        RuntimeError::InputBlocked { .. } => metrics.guard_verdict("blocked_input"),
+        RuntimeError::OutputBlocked { .. } => metrics.guard_verdict("blocked_output"),
+        RuntimeError::Llm(promptops_llm::LlmError::AllModelsFailed { attempts }) => {
+            metrics.attempts("(failed)", attempts);
+        }
+        _ => {}
+    }
+}
+
+/// Checks the caller's key: allowed model, request rate, token rate, budget.
+async fn admit(
+    state: &AppState,
+    caller: &Caller,
+    model: &str,
+    estimated_tokens: u64,
+) -> Result<(), GatewayError> {
+    let Some(key) = &caller.0 else {
+        return Ok(());
+    };
+    if !key.allows_model(model) {
+        return Err(GatewayError::Forbidden {
+            code: "model_not_allowed",
+            param: Some("model".to_owned()),
+            message: format!("key `{}` may not use model `{model}`", key.name),
+        });
+    }
+    let limiter = state.limiter();
+    let limited = |code: &'static str, message: String, wait: Option<Duration>| {
+        state
+            .metrics()
+            .rate_limited
+            .get_or_create(&crate::metrics::NameLabels {
+                name: code.to_owned(),
+            })
+            .inc();
+        GatewayError::RateLimited {
+            code,
+            message,
+            retry_after: wait.unwrap_or(Duration::from_secs(1)),
+        }
+    };
+    let decision = limiter
+        .check_request(&key.name, &key.limits)
+        .await
+        .map_err(GatewayError::Limiter)?;
+    if !decision.allowed {
+        return Err(limited(
+            "rate_limit_exceeded",
+            format!("key `{}` exceeded its requests per minute", key.name),
+            decision.retry_after,
+        ));
+    }
+    let decision = limiter
+        .check_tokens(&key.name, &key.limits, estimated_tokens)
+        .await
+        .map_err(GatewayError::Limiter)?;
+    if !decision.allowed {
+        return Err(limited(
+            "tokens_per_minute_exceeded",
+            format!("key `{}` exceeded its tokens per minute", key.name),
+            decision.retry_after,
+        ));
+    }
+    if let Some(left) = limiter
+        .budget_left(&key.name, &key.limits)
+        .await
+        .map_err(GatewayError::Limiter)?
+        && left <= 0.0
+    {
+        return Err(limited(
+            "budget_exceeded",
+            format!("key `{}` has spent its budget", key.name),
+            Some(Duration::from_secs(60)),
+        ));
+    }
+    Ok(())
+}
+
+/// Charges a call's tokens and cost to the caller's key (in the background).
+fn settle(state: &AppState, caller: &Caller, tokens: u64, cost: Option<f64>) {
+    let Some(key) = caller.0.clone() else {
+        return;
+    };
+    let limiter = state.limiter().clone();
+    tokio::spawn(async move {
+        let _ = limiter.record_tokens(&key.name, tokens).await;
+        if let Some(cost) = cost {
+            let _ = limiter.record_spend(&key.name, cost).await;
+        }
+    });
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, GatewayError> {
+    let bytes = json_bytes(&state, &headers, body)?;
+    let parsed = wire::parse_chat(&bytes)?;
+    if parsed.request.messages.len() > state.max_messages() {
+        return Err(GatewayError::bad_request(
+            Some("messages".to_owned()),
+            format!(
+                "{} messages exceed the limit of {}",
+                parsed.request.messages.len(),
+                state.max_messages()
+            ),
+        ));
+    }
+    let estimate = u64::try_from(bytes.len() / 4).unwrap_or(u64::MAX)
+        + u64::from(parsed.request.generation.max_tokens().unwrap_or(0));
+    admit(&state, &caller, &parsed.model, estimate).await?;
+    let cache_key = cache_key(&state, &parsed, &bytes);
+    if let (Some(key), Some((cache, _))) = (&cache_key, state.cache()) {
+        // A cache backend failure is a miss.
+        if let Ok(Some(hit)) = cache.get(key).await
+            && let Ok(entry) = serde_json::from_slice::<CachedEntry>(&hit)
+        {
+            count_cache(&state, "hit");
+            return Ok(replay(
+                &entry,
+                &request_id,
+                parsed.stream,
+                parsed.include_usage,
+            ));
+        }
+        count_cache(&state, "miss");
+    }
+    let call = ChatCall {
+        request_id: request_id.clone(),
+        model: parsed.model.clone(),
+        request: parsed.request,
+        prompt_variables: parsed.prompt_variables,
+    };
+    let runtime = state.runtime();
+    let metrics = state.metrics();
+    if parsed.stream {
+        let (meta, stream) = match runtime.chat_stream(call).await {
+            Ok(opened) => opened,
+            Err(error) => {
+                count_error(metrics, &error);
+                return Err(error.into());
+            }
+        };
+        metrics.attempts(&parsed.model, &meta.attempts);
+        if !meta.guard_warnings.is_empty() {
+            metrics.guard_verdict("warned");
+        }
+        let header = ChunkHeader {
+            id: format!("chatcmpl-{request_id}"),
+            created: now_secs(),
+            model: meta.target.model.clone(),
+        };
+        let sse = Sse {
+            caller: caller.clone(),
+            inner: stream,
+            encoder: ChunkEncoder::new(header, parsed.include_usage),
+            state: state.clone(),
+            target: meta.target.clone(),
+            started: meta.started,
+            first_token: false,
+            done: false,
+        };
+        let body = Body::from_stream(futures_util::stream::unfold(sse, Sse::next));
+        let mut response = Response::new(body);
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        set_header(headers, PROVIDER_HEADER, &meta.target.to_string());
+        if let Some(prompt) = &meta.prompt {
+            set_header(headers, PROMPT_VERSION_HEADER, &prompt.label());
+        }
+        return Ok(response);
+    }
+    let outcome = match runtime.chat(call).await {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            count_error(metrics, &error);
+            return Err(error.into());
+        }
+    };
+    metrics.attempts(&parsed.model, &outcome.attempts);
+    settle(
+        &state,
+        &caller,
+        outcome.response.usage.total_tokens(),
+        outcome.cost_usd,
+    );
+    metrics.usage(
+        &outcome.target.provider,
+        &outcome.target.model,
+        &outcome.response.usage,
+        outcome.cost_usd,
+    );
+    if !outcome.guard_warnings.is_empty() {
+        metrics.guard_verdict("warned");
+    }
+    let body = wire::chat_completion_json(
+        &outcome.response,
+        &format!("chatcmpl-{request_id}"),
+        &outcome.target.model,
+        now_secs(),
+    );
+    let mut response = axum::Json(&body).into_response();
+    let headers = response.headers_mut();
+    set_header(headers, PROVIDER_HEADER, &outcome.target.to_string());
+    if let Some(prompt) = &outcome.prompt {
+        set_header(headers, PROMPT_VERSION_HEADER, &prompt.label());
+        let check = match &outcome.output_check {
+            promptops_runtime::OutputCheck::NotChecked => "not_checked",
+            promptops_runtime::OutputCheck::Valid => "valid",
+            promptops_runtime::OutputCheck::ParseError(_) => "parse_error",
+            promptops_runtime::OutputCheck::SchemaViolation(_) => "schema_violation",
+        };
+        set_header(headers, OUTPUT_CHECK_HEADER, check);
+    }
+    if let Some(cost) = outcome.cost_usd {
+        set_header(headers, COST_HEADER, &format!("{cost:.8}"));
+    }
+    if let (Some(key), Some((cache, ttl))) = (cache_key, state.cache()) {
+        set_header(headers, CACHE_HEADER, "miss");
+        let entry = CachedEntry {
+            provider: outcome.target.to_string(),
+            completion: body,
+        };
+        if let Ok(bytes) = serde_json::to_vec(&entry) {
+            let cache = cache.clone();
+            let ttl = *ttl;
+            tokio::spawn(async move {
+                let _ = cache.put(&key, Bytes::from(bytes), ttl).await;
+            });
+        }
+    }
+    Ok(response)
+}
+
+/// Header saying whether the response came from the cache.
+pub const CACHE_HEADER: &str = "x-promptops-cache";
+
+/// What the exact cache stores for a chat request.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedEntry {
+    provider: String,
+    completion: serde_json::Value,
+}
+
+fn count_cache(state: &AppState, outcome: &str) {
+    state
+        .metrics()
+        .cache
+        .get_or_create(&crate::metrics::NameLabels {
+            name: outcome.to_owned(),
+        })
+        .inc();
+}
+
+/// The exact-cache key of a deterministic request (temperature 0 or a seed, one choice, no
+/// prompt reference, guard off), over the canonical body without its transport fields.
+fn cache_key(
+    state: &AppState,
+    parsed: &wire::ChatBody,
+    bytes: &[u8],
+) -> Option<promptops_cache::CacheKey> {
+    state.cache()?;
+    let generation = &parsed.request.generation;
+    let deterministic = generation.temperature() == Some(0.0) || generation.seed().is_some();
+    if !deterministic
+        || generation.n().unwrap_or(1) > 1
+        || parsed.model.starts_with(promptops_runtime::PROMPT_PREFIX)
+        || state.runtime().guard_enabled()
+    {
+        return None;
+    }
+    let mut body: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(bytes).ok()?;
+    for transport in ["stream", "stream_options", "user"] {
+        body.remove(transport);
+    }
+    Some(promptops_cache::CacheKey::of(&serde_json::Value::Object(
+        body,
+    )))
+}
+
+/// A cached completion as a JSON response or replayed as an SSE stream.
+fn replay(entry: &CachedEntry, request_id: &str, stream: bool, include_usage: bool) -> Response {
+    let mut response = if stream {
+        let completion = &entry.completion;
+        let mut encoder = ChunkEncoder::new(
+            ChunkHeader {
+                id: format!("chatcmpl-{request_id}"),
+                created: now_secs(),
+                model: completion["model"].as_str().unwrap_or_default().to_owned(),
+            },
+            include_usage,
+        );
+        let mut text = String::new();
+        for delta in completion_deltas(completion) {
+            for chunk in encoder.encode(&delta) {
+                text.push_str("data: ");
+                text.push_str(&chunk);
+                text.push_str("\n\n");
+            }
+        }
+        text.push_str("data: [DONE]\n\n");
+        let mut response = Response::new(Body::from(text));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        response
+    } else {
+        axum::Json(&entry.completion).into_response()
+    };
+    let headers = response.headers_mut();
+    set_header(headers, CACHE_HEADER, "hit");
+    set_header(headers, PROVIDER_HEADER, &entry.provider);
+    set_header(headers, COST_HEADER, "0.00000000");
+    response
+}
+
+/// The deltas that replay a stored OpenAI completion.
+fn completion_deltas(completion: &serde_json::Value) -> Vec<StreamDelta> {
+    let mut deltas = Vec::new();
+    let as_u32 = |value: &serde_json::Value| {
+        value
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0)
+    };
+    for choice in completion["choices"].as_array().into_iter().flatten() {
+        let index = as_u32(&choice["index"]);
+        let message = &choice["message"];
+        if let Some(text) = message["content"].as_str() {
+            deltas.push(StreamDelta::Text {
+                choice: index,
+                text: text.to_owned(),
+            });
+        }
+        for (position, call) in message["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            deltas.push(StreamDelta::ToolCall {
+                choice: index,
+                index: u32::try_from(position).unwrap_or(u32::MAX),
+                id: call["id"].as_str().map(str::to_owned),
+                name: call["function"]["name"].as_str().map(str::to_owned),
+                arguments: call["function"]["arguments"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            });
+        }
+        deltas.push(StreamDelta::Finish {
+            choice: index,
+            reason: promptops_llm::FinishReason::from_openai(
+                choice["finish_reason"].as_str().unwrap_or("stop"),
+            ),
+        });
+    }
+    let usage = &completion["usage"];
+    deltas.push(StreamDelta::Usage(promptops_llm::Usage::reported(
+        usage["prompt_tokens"].as_u64().unwrap_or(0),
+        usage["completion_tokens"].as_u64().unwrap_or(0),
+        usage["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap_or(0),
+    )));
+    deltas
+}
+
+/// A stream of deltas turned into SSE bytes.
+struct Sse {
+    caller: Caller,
+    inner: DeltaStream,
+    encoder: ChunkEncoder,
+    state: AppState,
+    target: Target,
+    started: Instant,
+    first_token: bool,
+    done: bool,
+}
+
+impl Sse {
+    async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Sse)> {
+        if self.done {
+            return None;
+        }
+        loop {
+            match self.inner.next().await {
+                Some(Ok(delta)) => {
+                    self.observe(&delta);
+                    let chunks = self.encoder.encode(&delta);
+                    if chunks.is_empty() {
+                        continue;
+                    }
+                    let mut out = String::new();
+                    for chunk in chunks {
+                        out.push_str("data: ");
+                        out.push_str(&chunk);
+                        out.push_str("\n\n");
+                    }
+                    return Some((Ok(Bytes::from(out)), self));
+                }
+                Some(Err(error)) => {
+                    self.done = true;
+                    self.state
+                        .metrics()
+                        .upstream_errors
+                        .get_or_create(&crate::metrics::NameLabels {
+                            name: self.target.provider.clone(),
+                        })
+                        .inc();
+                    let envelope = GatewayError::Runtime(RuntimeError::Llm(error)).envelope();
+                    let text = format!("data: {envelope}\n\n");
+                    return Some((Ok(Bytes::from(text)), self));
+                }
+                None => {
+                    self.done = true;
+                    return Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), self));
+                }
+            }
+        }
+    }
+
+    fn observe(&mut self, delta: &StreamDelta) {
+        match delta {
+            StreamDelta::Text { .. } | StreamDelta::ToolCall { .. } if !self.first_token => {
+                self.first_token = true;
+                self.state
+                    .metrics()
+                    .ttft
+                    .get_or_create(&ModelLabels {
+                        provider: self.target.provider.clone(),
+                        model: self.target.model.clone(),
+                    })
+                    .observe(self.started.elapsed().as_secs_f64());
+            }
+            StreamDelta::Usage(usage) => {
+                let runtime: &Runtime = self.state.runtime();
+                let cost = runtime.cost(&self.target, usage);
+                settle(&self.state, &self.caller, usage.total_tokens(), cost);
+                self.state
+                    .metrics()
+                    .usage(&self.target.provider, &self.target.model, usage, cost);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `POST /v1/embeddings`.
+pub async fn embeddings(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, GatewayError> {
+    let bytes = json_bytes(&state, &headers, body)?;
+    let parsed = wire::parse_embeddings(&bytes)?;
+    let estimate = u64::try_from(bytes.len() / 4).unwrap_or(u64::MAX);
+    admit(&state, &caller, &parsed.model, estimate).await?;
+    let outcome = state
+        .runtime()
+        .embed(EmbedCall {
+            model: parsed.model.clone(),
+            input: parsed.input,
+            dimensions: parsed.dimensions,
+            extra: parsed.extra,
+        })
+        .await?;
+    settle(
+        &state,
+        &caller,
+        outcome.response.usage.total_tokens(),
+        outcome.cost_usd,
+    );
+    state.metrics().usage(
+        &outcome.target.provider,
+        &outcome.target.model,
+        &outcome.response.usage,
+        outcome.cost_usd,
+    );
+    let data: Vec<serde_json::Value> = outcome
+        .response
+        .embeddings
+        .iter()
+        .enumerate()
+        .map(|(index, vector)| {
+            json!({
+                "object": "embedding",
+                "index": index,
+                "embedding": wire::embedding_json(vector, parsed.base64),
+            })
+        })
+        .collect();
+    let usage = &outcome.response.usage;
+    let body = json!({
+        "object": "list",
+        "data": data,
+        "model": outcome.target.model,
+        "usage": {"prompt_tokens": usage.input_tokens, "total_tokens": usage.total_tokens()},
+    });
+    let mut response = axum::Json(body).into_response();
+    let headers = response.headers_mut();
+    set_header(headers, PROVIDER_HEADER, &outcome.target.to_string());
+    if let Some(cost) = outcome.cost_usd {
+        set_header(headers, COST_HEADER, &format!("{cost:.8}"));
+    }
+    Ok(response)
+}
+
+/// `GET /v1/models`.
+pub async fn models(State(state): State<AppState>) -> Response {
+    let data: Vec<serde_json::Value> = state
+        .runtime()
+        .models()
+        .await
+        .into_iter()
+        .map(|entry| {
+            json!({
+                "id": entry.id,
+                "object": "model",
+                "created": 0,
+                "owned_by": entry.owned_by,
+                "promptops_source": entry.source,
+            })
+        })
+        .collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}

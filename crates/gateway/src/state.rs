@@ -1,0 +1,165 @@
+//! [`AppState`]: what every handler shares — the runtime, the metrics, the limits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use promptops_access::{KeyStore, Limiter, MemoryLimiter, SystemClock};
+use promptops_cache::ExactCache;
+use promptops_llm::{ProviderSet, Router, RouterOptions};
+use promptops_registry::Registry;
+use promptops_runtime::{Runtime, RuntimeError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::GatewayConfig;
+use crate::error::GatewayError;
+use crate::metrics::GatewayMetrics;
+
+/// Shared state of the HTTP layer; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    runtime: Runtime,
+    metrics: GatewayMetrics,
+    max_body_bytes: usize,
+    max_messages: usize,
+    refresh_interval: Duration,
+    keys: KeyStore,
+    limiter: Limiter,
+    cache: Option<(ExactCache, Duration)>,
+}
+
+impl AppState {
+    /// State over a built runtime with a body limit.
+    pub fn new(runtime: Runtime, max_body_bytes: usize) -> AppState {
+        AppState {
+            inner: Arc::new(Inner {
+                runtime,
+                metrics: GatewayMetrics::new(),
+                max_body_bytes,
+                max_messages: promptops_access::DEFAULT_MAX_MESSAGES,
+                refresh_interval: Duration::from_millis(crate::config::DEFAULT_REFRESH_MS),
+                keys: KeyStore::default(),
+                limiter: Limiter::Memory(Arc::new(MemoryLimiter::new(Arc::new(SystemClock)))),
+                cache: None,
+            }),
+        }
+    }
+
+    /// Builds everything a config describes: the llm router over `providers` (the caller builds
+    /// them, e.g. `ProviderSet::from_config` with the local-model factory), the registry from
+    /// `database_url` with its in-memory routing table, the guard.
+    pub async fn from_config(
+        config: &GatewayConfig,
+        providers: ProviderSet,
+    ) -> Result<AppState, GatewayError> {
+        let router =
+            Router::new(providers, &config.llm, RouterOptions::default()).map_err(|error| {
+                match error {
+                    promptops_llm::LlmError::Config { key, reason } => {
+                        GatewayError::Config { key, reason }
+                    }
+                    other => GatewayError::Config {
+                        key: "routes".to_owned(),
+                        reason: other.to_string(),
+                    },
+                }
+            })?;
+        let mut builder = Runtime::builder(Arc::new(router)).guard(config.guard.clone());
+        if let Some(url) = &config.database_url {
+            let registry = Registry::open(url).await?;
+            let routes = promptops_registry::live::load_router(registry.store().as_ref()).await?;
+            builder = builder.registry(registry, Arc::new(routes));
+        }
+        let runtime = builder.build().map_err(|error| match error {
+            RuntimeError::Config { key, reason } => GatewayError::Config { key, reason },
+            other => GatewayError::Runtime(other),
+        })?;
+        let limiter = Limiter::from_config(&config.access.limits, Arc::new(SystemClock))
+            .await
+            .map_err(|error| GatewayError::Config {
+                key: "limits".to_owned(),
+                reason: error.to_string(),
+            })?;
+        let cache = match &config.cache {
+            Some(cache) => Some((
+                ExactCache::from_config(cache)
+                    .await
+                    .map_err(|error| GatewayError::Config {
+                        key: "cache".to_owned(),
+                        reason: error.to_string(),
+                    })?,
+                cache.ttl,
+            )),
+            None => None,
+        };
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                runtime,
+                metrics: GatewayMetrics::new(),
+                max_body_bytes: config.max_body_bytes,
+                max_messages: config.access.limits.max_messages,
+                refresh_interval: config.refresh_interval,
+                keys: config.access.keys.clone(),
+                limiter,
+                cache,
+            }),
+        })
+    }
+
+    /// The request pipeline.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &GatewayMetrics {
+        &self.inner.metrics
+    }
+
+    /// The request body limit in bytes.
+    pub fn max_body_bytes(&self) -> usize {
+        self.inner.max_body_bytes
+    }
+
+    /// Most messages a chat request may carry.
+    pub fn max_messages(&self) -> usize {
+        self.inner.max_messages
+    }
+
+    /// The configured API keys (empty: unauthenticated).
+    pub fn keys(&self) -> &KeyStore {
+        &self.inner.keys
+    }
+
+    /// Whether API keys are configured.
+    pub fn auth_enabled(&self) -> bool {
+        !self.inner.keys.is_empty()
+    }
+
+    /// The rate limiter.
+    pub fn limiter(&self) -> &Limiter {
+        &self.inner.limiter
+    }
+
+    /// The exact response cache and its TTL, when configured.
+    pub fn cache(&self) -> Option<&(ExactCache, Duration)> {
+        self.inner.cache.as_ref()
+    }
+
+    /// Spawns the routing refresh and metrics flush (until `stop` turns true; a last flush
+    /// happens then). Errors go to `on_error`.
+    pub fn spawn_background(
+        &self,
+        stop: watch::Receiver<bool>,
+        on_error: impl Fn(&RuntimeError) + Send + Sync + 'static,
+    ) -> JoinHandle<()> {
+        self.inner
+            .runtime
+            .spawn_background(self.inner.refresh_interval, stop, on_error)
+    }
+}

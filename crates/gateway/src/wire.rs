@@ -1,0 +1,585 @@
+//! OpenAI wire types of the gateway: reading chat and embeddings request bodies with errors
+//! that name the offending parameter, and writing responses and stream chunks in exactly
+//! OpenAI's shape so the official SDKs' parsers and stream accumulators work.
+
+use base64::Engine;
+use promptops_core::generation::GenerationConfig;
+use promptops_core::message::{Extra, Message, Tool};
+use promptops_llm::{ChatRequest, ChatResponse, StreamDelta, StreamOptions, ToolChoice, Usage};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+use crate::error::GatewayError;
+
+/// Body fields that belong to [`GenerationConfig`].
+const GENERATION_KEYS: [&str; 14] = [
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
+    "seed",
+    "n",
+    "logprobs",
+    "top_logprobs",
+    "response_format",
+];
+
+/// A chat completions body, read.
+#[derive(Debug, Clone)]
+pub struct ChatBody {
+    /// `model` as sent.
+    pub model: String,
+    /// The request (its `model` is left empty; the runtime resolves `model` above).
+    pub request: ChatRequest,
+    /// `stream`.
+    pub stream: bool,
+    /// `stream_options.include_usage`.
+    pub include_usage: bool,
+    /// `prompt_variables`.
+    pub prompt_variables: Option<Map<String, Value>>,
+}
+
+/// Reads `field` of the body as `T`; errors name `field` plus the path inside it.
+fn field<T: DeserializeOwned>(name: &str, value: Value) -> Result<T, GatewayError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let mut param = name.to_owned();
+        for segment in error.path().iter() {
+            match segment {
+                serde_path_to_error::Segment::Seq { index } => {
+                    param.push_str(&format!("[{index}]"));
+                }
+                serde_path_to_error::Segment::Map { key } => {
+                    param.push('.');
+                    param.push_str(key);
+                }
+                serde_path_to_error::Segment::Enum { variant } => {
+                    param.push('.');
+                    param.push_str(variant);
+                }
+                serde_path_to_error::Segment::Unknown => {}
+            }
+        }
+        let reason = error.into_inner().to_string();
+        GatewayError::bad_request(Some(param.clone()), format!("invalid `{param}`: {reason}"))
+    })
+}
+
+/// Reads a body as a JSON object with `null` members dropped.
+fn object(body: &[u8]) -> Result<Map<String, Value>, GatewayError> {
+    let value: Value = serde_json::from_slice(body).map_err(|error| {
+        GatewayError::bad_request(None, format!("request body is not valid JSON: {error}"))
+    })?;
+    match value {
+        Value::Object(mut map) => {
+            map.retain(|_, value| !value.is_null());
+            Ok(map)
+        }
+        _ => Err(GatewayError::bad_request(
+            None,
+            "request body must be a JSON object",
+        )),
+    }
+}
+
+/// Reads the required string `model`.
+fn model_of(map: &mut Map<String, Value>) -> Result<String, GatewayError> {
+    match map.remove("model") {
+        Some(Value::String(model)) if !model.trim().is_empty() => Ok(model),
+        Some(_) => Err(GatewayError::bad_request(
+            Some("model".into()),
+            "`model` must be a non-empty string",
+        )),
+        None => Err(GatewayError::bad_request(
+            Some("model".into()),
+            "missing required parameter `model`",
+        )),
+    }
+}
+
+/// Reads a chat completions body.
+pub fn parse_chat(body: &[u8]) -> Result<ChatBody, GatewayError> {
+    let mut map = object(body)?;
+    let model = model_of(&mut map)?;
+    let messages: Vec<Message> = match map.remove("messages") {
+        Some(value) => field("messages", value)?,
+        // A prompt reference brings its own messages; extra ones are appended after them.
+        None if model.starts_with("prompt:") => Vec::new(),
+        None => {
+            return Err(GatewayError::bad_request(
+                Some("messages".into()),
+                "missing required parameter `messages`",
+            ));
+        }
+    };
+    let tools: Vec<Tool> = match map.remove("tools") {
+        Some(value) => field("tools", value)?,
+        None => Vec::new(),
+    };
+    let tool_choice = match map.remove("tool_choice") {
+        Some(value) => Some(ToolChoice::from_openai(&value).ok_or_else(|| {
+            GatewayError::bad_request(
+                Some("tool_choice".into()),
+                "`tool_choice` must be \"auto\", \"none\", \"required\" or {\"type\":\"function\",\"function\":{\"name\":...}}",
+            )
+        })?),
+        None => None,
+    };
+    let parallel_tool_calls: Option<bool> = match map.remove("parallel_tool_calls") {
+        Some(value) => Some(field("parallel_tool_calls", value)?),
+        None => None,
+    };
+    let stream: bool = match map.remove("stream") {
+        Some(value) => field("stream", value)?,
+        None => false,
+    };
+    let include_usage = match map.remove("stream_options") {
+        Some(Value::Object(options)) => match options.get("include_usage") {
+            Some(value) => field::<Option<bool>>("stream_options.include_usage", value.clone())?
+                .unwrap_or(false),
+            None => false,
+        },
+        Some(_) => {
+            return Err(GatewayError::bad_request(
+                Some("stream_options".into()),
+                "`stream_options` must be an object",
+            ));
+        }
+        None => false,
+    };
+    let prompt_variables: Option<Map<String, Value>> = match map.remove("prompt_variables") {
+        Some(value) => Some(field("prompt_variables", value)?),
+        None => None,
+    };
+    let mut generation_fields = Map::new();
+    for key in GENERATION_KEYS {
+        if let Some(value) = map.remove(key) {
+            generation_fields.insert(key.to_owned(), value);
+        }
+    }
+    let generation = parse_generation(generation_fields)?;
+    let extra: Extra = map;
+    Ok(ChatBody {
+        model,
+        request: ChatRequest {
+            model: String::new(),
+            messages,
+            tools,
+            tool_choice,
+            parallel_tool_calls,
+            generation,
+            stream_options: StreamOptions {
+                include_usage: true,
+            },
+            extra,
+        },
+        stream,
+        include_usage,
+        prompt_variables,
+    })
+}
+
+/// Reads the generation parameters; the error names the first parameter at fault.
+fn parse_generation(fields: Map<String, Value>) -> Result<GenerationConfig, GatewayError> {
+    if fields.is_empty() {
+        return Ok(GenerationConfig::default());
+    }
+    match serde_json::from_value::<GenerationConfig>(Value::Object(fields.clone())) {
+        Ok(config) => Ok(config),
+        Err(whole) => {
+            for (key, value) in &fields {
+                let mut single = Map::new();
+                single.insert(key.clone(), value.clone());
+                if let Err(error) =
+                    serde_json::from_value::<GenerationConfig>(Value::Object(single))
+                {
+                    return Err(GatewayError::bad_request(
+                        Some(key.clone()),
+                        format!("invalid `{key}`: {error}"),
+                    ));
+                }
+            }
+            Err(GatewayError::bad_request(None, whole.to_string()))
+        }
+    }
+}
+
+/// An embeddings body, read.
+#[derive(Debug, Clone)]
+pub struct EmbeddingsBody {
+    /// `model`.
+    pub model: String,
+    /// The texts.
+    pub input: Vec<String>,
+    /// Whether vectors go out as base64 of little-endian f32 (else JSON floats).
+    pub base64: bool,
+    /// `dimensions`.
+    pub dimensions: Option<u32>,
+    /// Other fields, passed through.
+    pub extra: Extra,
+}
+
+/// Reads an embeddings body (`input` a string or an array of strings).
+pub fn parse_embeddings(body: &[u8]) -> Result<EmbeddingsBody, GatewayError> {
+    let mut map = object(body)?;
+    let model = model_of(&mut map)?;
+    let input = match map.remove("input") {
+        Some(Value::String(text)) => vec![text],
+        Some(Value::Array(items)) => {
+            let mut texts = Vec::with_capacity(items.len());
+            for (index, item) in items.into_iter().enumerate() {
+                match item {
+                    Value::String(text) => texts.push(text),
+                    _ => {
+                        return Err(GatewayError::bad_request(
+                            Some(format!("input[{index}]")),
+                            "only string inputs are supported (not token arrays)",
+                        ));
+                    }
+                }
+            }
+            texts
+        }
+        Some(_) => {
+            return Err(GatewayError::bad_request(
+                Some("input".into()),
+                "`input` must be a string or an array of strings",
+            ));
+        }
+        None => {
+            return Err(GatewayError::bad_request(
+                Some("input".into()),
+                "missing required parameter `input`",
+            ));
+        }
+    };
+    if input.is_empty() {
+        return Err(GatewayError::bad_request(
+            Some("input".into()),
+            "`input` must not be empty",
+        ));
+    }
+    let base64 = match map.remove("encoding_format") {
+        Some(Value::String(format)) if format == "float" => false,
+        Some(Value::String(format)) if format == "base64" => true,
+        Some(_) => {
+            return Err(GatewayError::bad_request(
+                Some("encoding_format".into()),
+                "`encoding_format` must be \"float\" or \"base64\"",
+            ));
+        }
+        None => false,
+    };
+    let dimensions = match map.remove("dimensions") {
+        Some(value) => Some(field("dimensions", value)?),
+        None => None,
+    };
+    Ok(EmbeddingsBody {
+        model,
+        input,
+        base64,
+        dimensions,
+        extra: map,
+    })
+}
+
+/// OpenAI `usage`.
+pub fn usage_json(usage: &Usage) -> Value {
+    json!({
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens(),
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+    })
+}
+
+/// A whole chat completion in OpenAI's shape.
+pub fn chat_completion_json(
+    response: &ChatResponse,
+    fallback_id: &str,
+    model: &str,
+    created: u64,
+) -> Value {
+    let choices: Vec<Value> = response
+        .choices
+        .iter()
+        .map(|choice| {
+            json!({
+                "index": choice.index,
+                "message": choice.message,
+                "logprobs": choice.logprobs,
+                "finish_reason": choice.finish_reason.as_openai(),
+            })
+        })
+        .collect();
+    let mut body = json!({
+        "id": if response.id.is_empty() { fallback_id } else { response.id.as_str() },
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": choices,
+        "usage": usage_json(&response.usage),
+    });
+    if let Some(fingerprint) = response.raw.get("system_fingerprint")
+        && let Some(object) = body.as_object_mut()
+    {
+        object.insert("system_fingerprint".to_owned(), fingerprint.clone());
+    }
+    body
+}
+
+/// The fixed part of every chunk of one stream.
+#[derive(Debug, Clone)]
+pub struct ChunkHeader {
+    /// `chatcmpl-...`.
+    pub id: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// The model named in chunks.
+    pub model: String,
+}
+
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Value>,
+}
+
+/// Turns stream deltas into OpenAI chunk JSON, adding the role chunk before a choice's first
+/// content as OpenAI does.
+#[derive(Debug)]
+pub struct ChunkEncoder {
+    header: ChunkHeader,
+    include_usage: bool,
+    opened: Vec<bool>,
+}
+
+impl ChunkEncoder {
+    /// An encoder for one stream.
+    pub fn new(header: ChunkHeader, include_usage: bool) -> ChunkEncoder {
+        ChunkEncoder {
+            header,
+            include_usage,
+            opened: Vec::new(),
+        }
+    }
+
+    fn chunk(&self, choices: Vec<Value>, usage: Option<Value>) -> String {
+        let usage_field = if self.include_usage {
+            Some(usage.unwrap_or(Value::Null))
+        } else {
+            None
+        };
+        let chunk = Chunk {
+            id: &self.header.id,
+            object: "chat.completion.chunk",
+            created: self.header.created,
+            model: &self.header.model,
+            choices,
+            usage: usage_field,
+        };
+        serde_json::to_string(&chunk).unwrap_or_default()
+    }
+
+    fn choice(index: u32, delta: Value, finish: Option<&str>) -> Value {
+        json!({"index": index, "delta": delta, "logprobs": null, "finish_reason": finish})
+    }
+
+    /// The chunks (JSON texts) for one delta: zero, one or two.
+    pub fn encode(&mut self, delta: &StreamDelta) -> Vec<String> {
+        let mut out = Vec::new();
+        let choice_index = match delta {
+            StreamDelta::Text { choice, .. }
+            | StreamDelta::ToolCall { choice, .. }
+            | StreamDelta::Finish { choice, .. } => Some(*choice),
+            StreamDelta::Usage(_) => None,
+        };
+        if let Some(index) = choice_index {
+            let position = index as usize;
+            if self.opened.len() <= position {
+                self.opened.resize(position + 1, false);
+            }
+            if !self.opened[position] {
+                self.opened[position] = true;
+                out.push(self.chunk(
+                    vec![Self::choice(
+                        index,
+                        json!({"role": "assistant", "content": ""}),
+                        None,
+                    )],
+                    None,
+                ));
+            }
+        }
+        match delta {
+            StreamDelta::Text { choice, text } => {
+                out.push(self.chunk(
+                    vec![Self::choice(*choice, json!({"content": text}), None)],
+                    None,
+                ));
+            }
+            StreamDelta::ToolCall {
+                choice,
+                index,
+                id,
+                name,
+                arguments,
+            } => {
+                let mut call = Map::new();
+                call.insert("index".into(), json!(index));
+                let mut function = Map::new();
+                if let Some(id) = id {
+                    call.insert("id".into(), json!(id));
+                    call.insert("type".into(), json!("function"));
+                }
+                if let Some(name) = name {
+                    function.insert("name".into(), json!(name));
+                }
+                function.insert("arguments".into(), json!(arguments));
+                call.insert("function".into(), Value::Object(function));
+                out.push(self.chunk(
+                    vec![Self::choice(
+                        *choice,
+                        json!({"tool_calls": [Value::Object(call)]}),
+                        None,
+                    )],
+                    None,
+                ));
+            }
+            StreamDelta::Finish { choice, reason } => {
+                out.push(self.chunk(
+                    vec![Self::choice(*choice, json!({}), Some(reason.as_openai()))],
+                    None,
+                ));
+            }
+            StreamDelta::Usage(usage) => {
+                if self.include_usage {
+                    out.push(self.chunk(Vec::new(), Some(usage_json(usage))));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// One embedding vector as OpenAI sends it: floats, or base64 of little-endian f32.
+pub fn embedding_json(vector: &[f32], base64: bool) -> Value {
+    if base64 {
+        let mut bytes = Vec::with_capacity(vector.len() * 4);
+        for value in vector {
+            bytes.extend_from_slice(&value.to_le_bytes());
+        }
+        Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+    } else {
+        json!(vector)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bad(body: &str) -> Option<String> {
+        match parse_chat(body.as_bytes()) {
+            Err(GatewayError::BadRequest { param, .. }) => param,
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn params_are_named() {
+        assert_eq!(bad(r#"{"messages":[]}"#).as_deref(), Some("model"));
+        assert_eq!(bad(r#"{"model":"m"}"#).as_deref(), Some("messages"));
+        assert_eq!(
+            bad(r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#).as_deref(),
+            Some("messages[0].role")
+        );
+        assert_eq!(
+            bad(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":9}"#)
+                .as_deref(),
+            Some("temperature")
+        );
+        assert_eq!(
+            bad(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"tool_choice":7}"#)
+                .as_deref(),
+            Some("tool_choice")
+        );
+        assert_eq!(bad("[1]"), None);
+        assert_eq!(bad("{nope"), None);
+    }
+
+    #[test]
+    fn full_body_reads() {
+        let body = parse_chat(
+            br#"{"model":"fast","messages":[{"role":"user","content":"hi"}],"stream":true,
+                "stream_options":{"include_usage":true},"temperature":0,"seed":7,"n":2,
+                "stop":["x"],"user":"u1","response_format":{"type":"json_object"},
+                "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],
+                "tool_choice":"auto","logprobs":true,"top_logprobs":2,"max_tokens":null}"#,
+        )
+        .unwrap();
+        assert!(body.stream && body.include_usage);
+        assert_eq!(body.request.generation.seed(), Some(7));
+        assert_eq!(body.request.generation.n(), Some(2));
+        assert_eq!(body.request.tools.len(), 1);
+        assert_eq!(body.request.tool_choice, Some(ToolChoice::Auto));
+        assert_eq!(body.request.extra.get("user"), Some(&json!("u1")));
+    }
+
+    #[test]
+    fn chunks_have_openai_shape() {
+        let mut encoder = ChunkEncoder::new(
+            ChunkHeader {
+                id: "chatcmpl-1".into(),
+                created: 1,
+                model: "m".into(),
+            },
+            true,
+        );
+        let first = encoder.encode(&StreamDelta::ToolCall {
+            choice: 0,
+            index: 0,
+            id: Some("call_1".into()),
+            name: Some("f".into()),
+            arguments: String::new(),
+        });
+        assert_eq!(first.len(), 2);
+        let role: Value = serde_json::from_str(&first[0]).unwrap();
+        assert_eq!(role["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(role["usage"], Value::Null);
+        let call: Value = serde_json::from_str(&first[1]).unwrap();
+        assert_eq!(call["choices"][0]["delta"]["tool_calls"][0]["index"], 0);
+        assert_eq!(
+            call["choices"][0]["delta"]["tool_calls"][0]["type"],
+            "function"
+        );
+        let usage = encoder.encode(&StreamDelta::Usage(Usage::reported(3, 4, 1)));
+        let usage: Value = serde_json::from_str(&usage[0]).unwrap();
+        assert_eq!(usage["choices"], json!([]));
+        assert_eq!(usage["usage"]["total_tokens"], 7);
+    }
+
+    #[test]
+    fn embeddings_body() {
+        let body =
+            parse_embeddings(br#"{"model":"m","input":"hi","encoding_format":"base64"}"#).unwrap();
+        assert!(body.base64);
+        assert_eq!(body.input, vec!["hi"]);
+        assert!(parse_embeddings(br#"{"model":"m","input":[1,2]}"#).is_err());
+        let encoded = embedding_json(&[1.0, -2.0], true);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_str().unwrap())
+            .unwrap();
+        assert_eq!(f32::from_le_bytes(bytes[4..8].try_into().unwrap()), -2.0);
+    }
+}

@@ -1,0 +1,101 @@
+//! Official SDK compatibility: the OpenAI Python and Node SDKs, installed from PyPI and npm in
+//! the test setup, drive the gateway on loopback (non-stream, stream, stream helpers, tool calls,
+//! embeddings, errors). A failed install fails the test with the installer's output.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use tokio::process::Command;
+
+fn sdk_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk")
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+async fn python_has_openai() -> bool {
+    Command::new("python3")
+        .args(["-c", "import openai"])
+        .output()
+        .await
+        .is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_sdk_works_unchanged() {
+    if !python_has_openai().await {
+        let install = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "openai"])
+            .output()
+            .await
+            .expect("python3 must be installed to run the SDK test");
+        assert!(
+            install.status.success(),
+            "installing the `openai` Python package failed:\n{}",
+            describe(&install)
+        );
+        assert!(
+            python_has_openai().await,
+            "`openai` still not importable after pip install"
+        );
+    }
+    let gw = common::start("", false).await;
+    let output = Command::new("python3")
+        .arg(sdk_dir().join("openai_python.py"))
+        .env("OPENAI_BASE_URL", gw.url("/v1"))
+        .env("OPENAI_API_KEY", "sk-test")
+        .env_remove("OPENAI_ORG_ID")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "python SDK script failed:\n{}",
+        describe(&output)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("python sdk ok"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_node_sdk_works_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["package.json", "openai_node.mjs"] {
+        std::fs::copy(sdk_dir().join(file), dir.path().join(file)).unwrap();
+    }
+    let install = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--silent"])
+        .current_dir(dir.path())
+        .output()
+        .await
+        .expect("npm must be installed to run the SDK test");
+    assert!(
+        install.status.success(),
+        "installing the `openai` npm package failed:\n{}",
+        describe(&install)
+    );
+    let gw = common::start("", false).await;
+    let output = Command::new("node")
+        .arg(dir.path().join("openai_node.mjs"))
+        .current_dir(dir.path())
+        .env("OPENAI_BASE_URL", gw.url("/v1"))
+        .env("OPENAI_API_KEY", "sk-test")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "node SDK script failed:\n{}",
+        describe(&output)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("node sdk ok"));
+}

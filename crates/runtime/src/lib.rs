@@ -1,0 +1,16 @@
+//! promptops-runtime: the one request pipeline every front end shares (gateway, `promptops
+//! run`, evaluations). No HTTP here: [`Runtime::chat`], [`Runtime::chat_stream`],
+//! [`Runtime::embed`] and [`Runtime::models`] take typed calls and return typed outcomes or a
+//! [`RuntimeError`] that carries its own HTTP policy.
+
+pub mod config;
+pub mod error;
+mod guard_stage;
+pub mod pipeline;
+
+pub use config::{GuardConfig, OutputGuardConfig};
+pub use error::RuntimeError;
+pub use pipeline::{
+    ChatCall, ChatOutcome, EmbedCall, EmbedOutcome, ModelEntry, ModelSource, OutputCheck,
+    PROMPT_PREFIX, PromptUse, Runtime, RuntimeBuilder, StreamMeta, response_to_deltas,
+};
