@@ -5,8 +5,10 @@
 
 mod guard_cmd;
 mod input;
+mod models_cmd;
 mod output;
 mod registry_cmd;
+mod serve_cmd;
 mod tokens_cmd;
 
 use std::process::ExitCode;
@@ -29,12 +31,17 @@ struct Cli {
         value_name = "URL"
     )]
     database_url: Option<String>,
+    /// Config file (TOML): providers, routes, keys, limits, cache, guard, database URL.
+    #[arg(long, global = true, env = "PROMPTOPS_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the OpenAI-compatible gateway (the embedded model is served as `local/...`).
+    Serve(serve_cmd::ServeArgs),
     /// Count tokens and compare costs across models.
     #[command(subcommand)]
     Tokens(tokens_cmd::TokensCommand),
@@ -43,6 +50,9 @@ enum Command {
     /// Scan, redact and evaluate: injection, PII and secrets.
     #[command(subcommand)]
     Guard(guard_cmd::GuardCommand),
+    /// Fetch, verify and list the embedded local models.
+    #[command(subcommand)]
+    Models(models_cmd::ModelsCommand),
 }
 
 /// What a successful run concluded.
@@ -61,6 +71,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Tokens(command) => tokens_cmd::run(command, cli.json),
+        Command::Models(command) => models_cmd::run(command, cli.json),
+        Command::Serve(args) => {
+            serve_cmd::run(args, cli.config.as_deref(), cli.database_url.as_deref())
+        }
         Command::Registry(command) => {
             registry_cmd::run(command, cli.database_url.as_deref(), cli.json)
         }

@@ -360,7 +360,7 @@ pub struct AuditArgs {
 }
 
 /// The database URL: the flag or env var, else an SQLite file under the user's data directory.
-fn database_url(given: Option<&str>) -> anyhow::Result<String> {
+pub(crate) fn database_url(given: Option<&str>) -> anyhow::Result<String> {
     if let Some(url) = given {
         return Ok(url.to_owned());
     }

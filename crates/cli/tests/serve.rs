@@ -1,0 +1,204 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+//! `promptops serve` end to end: the real binary with no config file serves the embedded model
+//! over the OpenAI API, prompt references from the registry the `prompt` commands write, and
+//! refuses an unauthenticated public bind.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_promptops");
+
+/// A running `promptops serve`, killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(database_url: &str) -> Server {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("PROMPTOPS_DATABASE_URL", database_url)
+        .env_remove("PROMPTOPS_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    let base = loop {
+        let Some(line) = lines.next() else {
+            panic!("serve exited before listening: {seen:?}")
+        };
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("promptops: serving the OpenAI-compatible API on ") {
+            break rest.trim_end_matches("/v1").to_owned();
+        }
+        seen.push(line);
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, base }
+}
+
+fn run(args: &[&str], database_url: &str) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env("PROMPTOPS_DATABASE_URL", database_url)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn serves_the_embedded_model_and_registry_prompts() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("registry.db").display());
+    let template = dir.path().join("capital.txt");
+    std::fs::write(&template, "What is the capital of {{ country }}?").unwrap();
+    let added = run(
+        &[
+            "prompt",
+            "add",
+            "capital",
+            "--template",
+            template.to_str().unwrap(),
+            "--model",
+            "local/smollm2-135m",
+            "-m",
+            "first",
+        ],
+        &database_url,
+    );
+    assert!(added.status.success(), "{added:?}");
+
+    let server = start(&database_url);
+    let client = reqwest::Client::new();
+
+    let models: Value = client
+        .get(format!("{}/v1/models", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|model| model["id"].as_str())
+        .collect();
+    assert!(ids.contains(&"local/smollm2-135m"), "{ids:?}");
+    assert!(ids.contains(&"local/all-minilm-l6-v2"), "{ids:?}");
+
+    let response = client
+        .post(format!("{}/v1/chat/completions", server.base))
+        .header("x-request-id", "req-1")
+        .json(&json!({
+            "model": "local/smollm2-135m",
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "What is the capital of France?"},
+            ],
+            "max_tokens": 16,
+            "temperature": 0,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], "req-1");
+    let body: Value = response.json().await.unwrap();
+    let answer = body["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(answer.contains("Paris"), "{body}");
+    assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() > 10);
+
+    let response = client
+        .post(format!("{}/v1/chat/completions", server.base))
+        .json(&json!({
+            "model": "prompt:capital",
+            "prompt_variables": {"country": "Italy"},
+            "max_tokens": 12,
+            "temperature": 0,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["x-promptops-prompt-version"],
+        "capital@1.0.0"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        !body["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .is_empty()
+    );
+
+    let response = client
+        .post(format!("{}/v1/chat/completions", server.base))
+        .json(&json!({"model": "prompt:capital", "prompt_variables": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("country"),
+        "{body}"
+    );
+
+    let embeddings: Value = client
+        .post(format!("{}/v1/embeddings", server.base))
+        .json(&json!({"model": "local/all-minilm-l6-v2", "input": ["a cat", "a dog"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(embeddings["data"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        embeddings["data"][0]["embedding"].as_array().unwrap().len(),
+        384
+    );
+}
+
+#[test]
+fn refuses_a_public_bind_without_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("registry.db").display());
+    let output = run(&["serve", "--listen", "0.0.0.0:0"], &database_url);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("0.0.0.0"), "{stderr}");
+}
+
+#[test]
+fn a_bad_config_file_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("promptops.toml");
+    std::fs::write(&config, "[server]\nlisten = \"127.0.0.1:0\"\nport = 3\n").unwrap();
+    let output = Command::new(BIN)
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("server"), "{stderr}");
+    assert!(stderr.contains("port"), "{stderr}");
+}
