@@ -63,6 +63,7 @@ pub fn run(
         !config.access.keys.is_empty(),
         args.allow_unauthenticated,
     )?;
+    init_access_log();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -143,6 +144,19 @@ fn local_provider(name: &str) -> anyhow::Result<Arc<dyn Provider>> {
     let cache = ModelCache::from_env()?;
     let provider = LocalProvider::from_cache(name, &cache, ChatOptions::default())?;
     Ok(Arc::new(provider))
+}
+
+/// JSON log lines on stderr: the access log (`promptops::access`, no message content) at
+/// `info`, everything else at `warn`; `PROMPTOPS_LOG` takes an env-filter directive instead.
+fn init_access_log() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PROMPTOPS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,promptops::access=info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_current_span(false)
+        .try_init();
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

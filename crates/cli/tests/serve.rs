@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
@@ -14,6 +15,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_promptops");
 struct Server {
     child: Child,
     base: String,
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for Server {
@@ -24,8 +26,13 @@ impl Drop for Server {
 }
 
 fn start(database_url: &str) -> Server {
+    start_with(database_url, &[])
+}
+
+fn start_with(database_url: &str, extra: &[&str]) -> Server {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .env("PROMPTOPS_DATABASE_URL", database_url)
         .env_remove("PROMPTOPS_CONFIG")
         .stdout(Stdio::null())
@@ -45,9 +52,15 @@ fn start(database_url: &str) -> Server {
         }
         seen.push(line);
     };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
+    // Keep draining stderr (the access log) so the server never blocks on a full pipe.
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    Server { child, base, log }
 }
 
 fn run(args: &[&str], database_url: &str) -> std::process::Output {
@@ -176,6 +189,31 @@ async fn serves_the_embedded_model_and_registry_prompts() {
         embeddings["data"][0]["embedding"].as_array().unwrap().len(),
         384
     );
+
+    // The access log has one JSON line per request and no message content.
+    let mut access = Vec::new();
+    for _ in 0..50 {
+        access = server.log.lock().unwrap().clone();
+        if access.iter().any(|line| line.contains("/v1/embeddings")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let first: Value = access
+        .iter()
+        .find(|line| line.contains("req-1"))
+        .map(|line| serde_json::from_str(line).unwrap())
+        .unwrap_or_else(|| panic!("no access log line for req-1: {access:?}"));
+    assert_eq!(first["target"], "promptops::access");
+    assert_eq!(first["fields"]["status"], "200");
+    assert_eq!(first["fields"]["route"], "/v1/chat/completions");
+    assert_eq!(first["fields"]["provider"], "local/smollm2-135m");
+    for line in &access {
+        assert!(
+            !line.contains("France") && !line.contains("Italy"),
+            "{line}"
+        );
+    }
 }
 
 #[test]
@@ -201,4 +239,62 @@ fn a_bad_config_file_names_the_key() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("server"), "{stderr}");
     assert!(stderr.contains("port"), "{stderr}");
+}
+
+#[tokio::test]
+async fn semantic_cache_answers_a_paraphrase_without_calling_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("registry.db").display());
+    let config = dir.path().join("promptops.toml");
+    std::fs::write(
+        &config,
+        "[cache]\nbackend = \"memory\"\nttl_seconds = 600\n[cache.semantic]\nenabled = true\nthreshold = 0.9\n",
+    )
+    .unwrap();
+    let server = start_with(&database_url, &["--config", config.to_str().unwrap()]);
+    let client = reqwest::Client::new();
+    let ask = |question: &str| {
+        json!({
+            "model": "local/smollm2-135m",
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": question},
+            ],
+            "max_tokens": 16,
+            "temperature": 0,
+        })
+    };
+    let send = |body: Value| {
+        let request = client
+            .post(format!("{}/v1/chat/completions", server.base))
+            .json(&body);
+        async move { request.send().await.unwrap() }
+    };
+
+    let first = send(ask("What is the capital of France?")).await;
+    assert_eq!(first.headers()["x-promptops-cache"], "miss");
+    let first: Value = first.json().await.unwrap();
+
+    let paraphrase = send(ask("What's the capital city of France?")).await;
+    assert_eq!(paraphrase.headers()["x-promptops-cache"], "semantic-hit");
+    let similarity: f32 = paraphrase.headers()["x-promptops-cache-similarity"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((0.9..=1.0001).contains(&similarity), "{similarity}");
+    let paraphrase: Value = paraphrase.json().await.unwrap();
+    assert_eq!(
+        paraphrase["choices"][0]["message"]["content"],
+        first["choices"][0]["message"]["content"]
+    );
+
+    let unrelated = send(ask("How do I bake sourdough bread?")).await;
+    assert_eq!(unrelated.headers()["x-promptops-cache"], "miss");
+
+    // Same question under another system prompt: a different scope, so no hit.
+    let mut other_scope = ask("What is the capital of France?");
+    other_scope["messages"][0]["content"] = json!("Answer in French.");
+    let other_scope = send(other_scope).await;
+    assert_eq!(other_scope.headers()["x-promptops-cache"], "miss");
 }

@@ -117,13 +117,46 @@ async fn observe(
         route,
         status: response.status().as_u16().to_string(),
     };
+    let elapsed = started.elapsed();
     let metrics = state.metrics();
     metrics.requests.get_or_create(&labels).inc();
     metrics
         .latency
         .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
+        .observe(elapsed.as_secs_f64());
+    access_log(&id, &labels, elapsed, &response);
     response
+}
+
+/// One structured access-log event per request (target `promptops::access`), built only from
+/// the matched route, the status and the response's own `x-promptops-*` headers: bodies,
+/// prompts, completions and keys never reach the log.
+fn access_log(
+    id: &str,
+    labels: &metrics::RouteLabels,
+    elapsed: std::time::Duration,
+    response: &Response,
+) {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    tracing::info!(
+        target: "promptops::access",
+        request_id = id,
+        route = labels.route.as_str(),
+        status = labels.status.as_str(),
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        provider = header("x-promptops-provider"),
+        prompt_version = header("x-promptops-prompt-version"),
+        cost_usd = header("x-promptops-cost-usd"),
+        cache = header("x-promptops-cache"),
+        "request"
+    );
 }
 
 /// The caller's API key (`None` when no keys are configured), set for every request.

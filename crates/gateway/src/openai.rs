@@ -207,6 +207,27 @@ pub async fn chat_completions(
         }
         count_cache(&state, "miss");
     }
+    let semantic = match &cache_key {
+        Some(_) => semantic_probe(&state, &bytes).await,
+        None => None,
+    };
+    if let Some(probe) = &semantic
+        && let Some(hit) = &probe.hit
+        && let Ok(entry) = serde_json::from_slice::<CachedEntry>(&hit.value)
+    {
+        count_cache(&state, "semantic_hit");
+        let mut response = replay(&entry, &request_id, parsed.stream, parsed.include_usage);
+        set_header(response.headers_mut(), CACHE_HEADER, "semantic-hit");
+        set_header(
+            response.headers_mut(),
+            SIMILARITY_HEADER,
+            &format!("{:.4}", hit.similarity),
+        );
+        return Ok(response);
+    }
+    if semantic.is_some() {
+        count_cache(&state, "semantic_miss");
+    }
     let call = ChatCall {
         request_id: request_id.clone(),
         model: parsed.model.clone(),
@@ -308,14 +329,74 @@ pub async fn chat_completions(
             completion: body,
         };
         if let Ok(bytes) = serde_json::to_vec(&entry) {
+            let bytes = Bytes::from(bytes);
+            if let (Some(probe), Some(index)) = (semantic, state.semantic_cache()) {
+                // A vector the index refuses (zero, NaN) only means no semantic entry.
+                let _ = index.insert(&probe.scope, probe.vector, bytes.clone());
+            }
             let cache = cache.clone();
             let ttl = *ttl;
             tokio::spawn(async move {
-                let _ = cache.put(&key, Bytes::from(bytes), ttl).await;
+                let _ = cache.put(&key, bytes, ttl).await;
             });
         }
     }
     Ok(response)
+}
+
+/// Header with the cosine similarity of a semantic cache hit.
+pub const SIMILARITY_HEADER: &str = "x-promptops-cache-similarity";
+
+/// The embedding model the semantic cache compares final user turns with.
+pub const SEMANTIC_EMBEDDING_MODEL: &str = "local/all-minilm-l6-v2";
+
+/// A semantic cache lookup: the scope and vector (kept to insert the answer on a miss).
+struct SemanticProbe {
+    scope: String,
+    vector: Vec<f32>,
+    hit: Option<promptops_cache::SemanticHit>,
+}
+
+/// Looks the request up in the semantic cache: the final user turn is embedded with the local
+/// MiniLM model and compared within a scope that must match exactly (model, every earlier
+/// message including the system prompt, tools and parameters). `None` when the cache is off,
+/// the last message is not a user turn, or embedding fails (a failure is a miss, never an
+/// error for the client).
+async fn semantic_probe(state: &AppState, bytes: &[u8]) -> Option<SemanticProbe> {
+    let index = state.semantic_cache()?;
+    let mut body: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(bytes).ok()?;
+    for transport in ["stream", "stream_options", "user"] {
+        body.remove(transport);
+    }
+    let messages = body.get_mut("messages")?.as_array_mut()?;
+    let last = messages.pop()?;
+    if last.get("role").and_then(serde_json::Value::as_str) != Some("user") {
+        return None;
+    }
+    let text = match last.get("content")? {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Array(parts) => parts
+            .iter()
+            .filter_map(|part| part.get("text").and_then(serde_json::Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => return None,
+    };
+    let scope = promptops_cache::CacheKey::of(&serde_json::Value::Object(body)).to_string();
+    let outcome = state
+        .runtime()
+        .embed(EmbedCall {
+            model: SEMANTIC_EMBEDDING_MODEL.to_owned(),
+            input: vec![text],
+            dimensions: None,
+            extra: promptops_core::message::Extra::new(),
+        })
+        .await
+        .ok()?;
+    let vector = outcome.response.embeddings.into_iter().next()?;
+    let hit = index.lookup(&scope, &vector);
+    Some(SemanticProbe { scope, vector, hit })
 }
 
 /// Header saying whether the response came from the cache.

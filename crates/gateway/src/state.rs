@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use promptops_access::{KeyStore, Limiter, MemoryLimiter, SystemClock};
-use promptops_cache::ExactCache;
+use promptops_cache::{ExactCache, SemanticCache};
 use promptops_llm::{ProviderSet, Router, RouterOptions};
 use promptops_registry::Registry;
 use promptops_runtime::{Runtime, RuntimeError};
@@ -31,6 +31,7 @@ struct Inner {
     keys: KeyStore,
     limiter: Limiter,
     cache: Option<(ExactCache, Duration)>,
+    semantic: Option<Arc<SemanticCache>>,
 }
 
 impl AppState {
@@ -46,6 +47,7 @@ impl AppState {
                 keys: KeyStore::default(),
                 limiter: Limiter::Memory(Arc::new(MemoryLimiter::new(Arc::new(SystemClock)))),
                 cache: None,
+                semantic: None,
             }),
         }
     }
@@ -97,6 +99,11 @@ impl AppState {
             )),
             None => None,
         };
+        let semantic = config
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.semantic.as_ref())
+            .map(|semantic| Arc::new(SemanticCache::new(semantic)));
         Ok(AppState {
             inner: Arc::new(Inner {
                 runtime,
@@ -107,6 +114,7 @@ impl AppState {
                 keys: config.access.keys.clone(),
                 limiter,
                 cache,
+                semantic,
             }),
         })
     }
@@ -144,6 +152,11 @@ impl AppState {
     /// The rate limiter.
     pub fn limiter(&self) -> &Limiter {
         &self.inner.limiter
+    }
+
+    /// The semantic cache, when `[cache.semantic] enabled = true`.
+    pub fn semantic_cache(&self) -> Option<&Arc<SemanticCache>> {
+        self.inner.semantic.as_ref()
     }
 
     /// The exact response cache and its TTL, when configured.
