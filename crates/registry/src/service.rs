@@ -212,12 +212,16 @@ impl Registry {
         Ok((version, messages))
     }
 
-    /// Differences between two versions of `name` (each a version or a label).
+    /// Differences between two versions of `name`. Each side is `@VERSION`, `:LABEL`, or bare:
+    /// a bare side is a version when it parses as one (`1.2.0`, `v1.2.0`) and a label otherwise,
+    /// so a label named `v1` or `2024` still works.
     pub async fn diff(&self, name: &str, a: &str, b: &str) -> Result<VersionDiff> {
         let side = |s: &str| {
-            if s.chars().next().is_some_and(|c| c.is_ascii_digit())
-                || s.starts_with('v') && s[1..].starts_with(|c: char| c.is_ascii_digit())
-            {
+            if let Some(version) = s.strip_prefix('@') {
+                format!("{name}@{version}")
+            } else if let Some(label) = s.strip_prefix(':') {
+                format!("{name}:{label}")
+            } else if crate::version::parse_version(s).is_ok() {
                 format!("{name}@{s}")
             } else {
                 format!("{name}:{s}")

@@ -105,6 +105,12 @@ async fn versions_and_labels(backend: common::Backend) {
         "{}",
         diff.templates
     );
+    // A label that looks like a short version is still a label; explicit forms pick either.
+    reg.set_label("greet@1.0.1", "v1", "ann").await.unwrap();
+    let by_label = reg.diff("greet", "v1.0.0", "v1").await.unwrap();
+    assert_eq!(by_label.templates, diff.templates);
+    let explicit = reg.diff("greet", "@1.0.0", ":beta").await.unwrap();
+    assert_eq!(explicit.templates, diff.templates);
 
     let audit = reg.audit(Some("greet")).await.unwrap();
     let actions: Vec<&str> = audit.iter().map(|e| e.draft.action.as_str()).collect();
@@ -114,6 +120,7 @@ async fn versions_and_labels(backend: common::Backend) {
             "add_version",
             "add_version",
             "add_version",
+            "set_label",
             "set_label",
             "set_label"
         ]
