@@ -110,6 +110,7 @@ fn semantic_group(c: &mut Criterion, name: &str, stored: &[Vec<f32>], rng: &mut 
         threshold: 0.9,
         max_entries: ENTRIES,
         ttl: Duration::from_secs(3600),
+        embedding_model: promptops_cache::DEFAULT_EMBEDDING_MODEL.to_owned(),
     });
     for (i, v) in stored.iter().enumerate() {
         semantic

@@ -68,6 +68,10 @@ pub struct SemanticSection {
     /// Maximum number of entries over all scopes (default 10000).
     #[serde(default)]
     pub max_entries: Option<usize>,
+    /// The embedding model (route or `PROVIDER/MODEL`) that compares final user turns
+    /// (default `local/all-minilm-l6-v2`, the embedded model).
+    #[serde(default)]
+    pub embedding_model: Option<String>,
 }
 
 /// Which store backs the exact cache.
@@ -96,7 +100,12 @@ pub struct SemanticConfig {
     pub max_entries: usize,
     /// Entry lifetime (the cache TTL).
     pub ttl: Duration,
+    /// The embedding model (route or `PROVIDER/MODEL`) the caller embeds with.
+    pub embedding_model: String,
 }
+
+/// Default embedding model of the semantic cache: the embedded MiniLM.
+pub const DEFAULT_EMBEDDING_MODEL: &str = "local/all-minilm-l6-v2";
 
 /// Validated cache configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -204,10 +213,21 @@ impl CacheSection {
                 if max_entries == 0 {
                     return Err(invalid("cache.semantic.max_entries", "must be at least 1"));
                 }
+                let embedding_model = s
+                    .embedding_model
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_EMBEDDING_MODEL.to_owned());
+                if embedding_model.trim().is_empty() {
+                    return Err(invalid(
+                        "cache.semantic.embedding_model",
+                        "must not be empty",
+                    ));
+                }
                 Some(SemanticConfig {
                     threshold,
                     max_entries,
                     ttl,
+                    embedding_model,
                 })
             }
             _ => None,
@@ -264,6 +284,7 @@ mod tests {
                     threshold: 0.95,
                     max_entries: 5,
                     ttl: Duration::from_secs(60),
+                    embedding_model: DEFAULT_EMBEDDING_MODEL.to_owned(),
                 }),
             }),
         );

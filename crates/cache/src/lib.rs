@@ -24,7 +24,9 @@ mod key;
 mod semantic;
 mod stats;
 
-pub use config::{Backend, CacheConfig, CacheSection, SemanticConfig, SemanticSection};
+pub use config::{
+    Backend, CacheConfig, CacheSection, DEFAULT_EMBEDDING_MODEL, SemanticConfig, SemanticSection,
+};
 pub use error::CacheError;
 pub use exact::{ExactCache, MemoryCache, RedisCache};
 pub use key::CacheKey;

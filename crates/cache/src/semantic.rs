@@ -395,6 +395,7 @@ mod tests {
             threshold,
             max_entries,
             ttl,
+            embedding_model: crate::config::DEFAULT_EMBEDDING_MODEL.to_owned(),
         }
     }
 

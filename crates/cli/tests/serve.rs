@@ -298,3 +298,28 @@ async fn semantic_cache_answers_a_paraphrase_without_calling_the_model() {
     let other_scope = send(other_scope).await;
     assert_eq!(other_scope.headers()["x-promptops-cache"], "miss");
 }
+
+#[test]
+fn a_semantic_cache_without_a_callable_embedding_model_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("registry.db").display());
+    let config = dir.path().join("promptops.toml");
+    std::fs::write(
+        &config,
+        "[cache]\n[cache.semantic]\nenabled = true\nembedding_model = \"nowhere/embedder\"\n",
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env("PROMPTOPS_DATABASE_URL", &database_url)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cache.semantic.embedding_model"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nowhere"), "{stderr}");
+}

@@ -330,7 +330,7 @@ pub async fn chat_completions(
         };
         if let Ok(bytes) = serde_json::to_vec(&entry) {
             let bytes = Bytes::from(bytes);
-            if let (Some(probe), Some(index)) = (semantic, state.semantic_cache()) {
+            if let (Some(probe), Some((index, _))) = (semantic, state.semantic_cache()) {
                 // A vector the index refuses (zero, NaN) only means no semantic entry.
                 let _ = index.insert(&probe.scope, probe.vector, bytes.clone());
             }
@@ -347,9 +347,6 @@ pub async fn chat_completions(
 /// Header with the cosine similarity of a semantic cache hit.
 pub const SIMILARITY_HEADER: &str = "x-promptops-cache-similarity";
 
-/// The embedding model the semantic cache compares final user turns with.
-pub const SEMANTIC_EMBEDDING_MODEL: &str = "local/all-minilm-l6-v2";
-
 /// A semantic cache lookup: the scope and vector (kept to insert the answer on a miss).
 struct SemanticProbe {
     scope: String,
@@ -358,12 +355,12 @@ struct SemanticProbe {
 }
 
 /// Looks the request up in the semantic cache: the final user turn is embedded with the local
-/// MiniLM model and compared within a scope that must match exactly (model, every earlier
+/// model of `[cache.semantic] embedding_model` (local MiniLM by default) and compared within a scope that must match exactly (model, every earlier
 /// message including the system prompt, tools and parameters). `None` when the cache is off,
 /// the last message is not a user turn, or embedding fails (a failure is a miss, never an
 /// error for the client).
 async fn semantic_probe(state: &AppState, bytes: &[u8]) -> Option<SemanticProbe> {
-    let index = state.semantic_cache()?;
+    let (index, embedding_model) = state.semantic_cache()?;
     let mut body: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(bytes).ok()?;
     for transport in ["stream", "stream_options", "user"] {
@@ -387,7 +384,7 @@ async fn semantic_probe(state: &AppState, bytes: &[u8]) -> Option<SemanticProbe>
     let outcome = state
         .runtime()
         .embed(EmbedCall {
-            model: SEMANTIC_EMBEDDING_MODEL.to_owned(),
+            model: embedding_model.clone(),
             input: vec![text],
             dimensions: None,
             extra: promptops_core::message::Extra::new(),

@@ -31,7 +31,7 @@ struct Inner {
     keys: KeyStore,
     limiter: Limiter,
     cache: Option<(ExactCache, Duration)>,
-    semantic: Option<Arc<SemanticCache>>,
+    semantic: Option<(Arc<SemanticCache>, String)>,
 }
 
 impl AppState {
@@ -71,6 +71,16 @@ impl AppState {
                     },
                 }
             })?;
+        // A semantic cache whose embedding model cannot be called would silently never hit:
+        // refuse it at start, naming the key.
+        if let Some(semantic) = config.cache.as_ref().and_then(|c| c.semantic.as_ref())
+            && let Err(error) = router.chain(&semantic.embedding_model)
+        {
+            return Err(GatewayError::Config {
+                key: "cache.semantic.embedding_model".to_owned(),
+                reason: error.to_string(),
+            });
+        }
         let mut builder = Runtime::builder(Arc::new(router)).guard(config.guard.clone());
         if let Some(url) = &config.database_url {
             let registry = Registry::open(url).await?;
@@ -103,7 +113,12 @@ impl AppState {
             .cache
             .as_ref()
             .and_then(|cache| cache.semantic.as_ref())
-            .map(|semantic| Arc::new(SemanticCache::new(semantic)));
+            .map(|semantic| {
+                (
+                    Arc::new(SemanticCache::new(semantic)),
+                    semantic.embedding_model.clone(),
+                )
+            });
         Ok(AppState {
             inner: Arc::new(Inner {
                 runtime,
@@ -154,9 +169,12 @@ impl AppState {
         &self.inner.limiter
     }
 
-    /// The semantic cache, when `[cache.semantic] enabled = true`.
-    pub fn semantic_cache(&self) -> Option<&Arc<SemanticCache>> {
-        self.inner.semantic.as_ref()
+    /// The semantic cache, when `[cache.semantic] enabled = true`, and the embedding model it compares with.
+    pub fn semantic_cache(&self) -> Option<(&Arc<SemanticCache>, &String)> {
+        self.inner
+            .semantic
+            .as_ref()
+            .map(|(cache, model)| (cache, model))
     }
 
     /// The exact response cache and its TTL, when configured.
