@@ -191,7 +191,8 @@ pub async fn chat_completions(
     let estimate = u64::try_from(bytes.len() / 4).unwrap_or(u64::MAX)
         + u64::from(parsed.request.generation.max_tokens().unwrap_or(0));
     admit(&state, &caller, &parsed.model, estimate).await?;
-    let cache_key = cache_key(&state, &parsed, &bytes);
+    let cacheable = cacheable_body(&state, &parsed, &bytes);
+    let cache_key = cacheable.as_ref().map(promptops_cache::CacheKey::of);
     if let (Some(key), Some((cache, _))) = (&cache_key, state.cache()) {
         // A cache backend failure is a miss.
         if let Ok(Some(hit)) = cache.get(key).await
@@ -207,9 +208,9 @@ pub async fn chat_completions(
         }
         count_cache(&state, "miss");
     }
-    let semantic = match &cache_key {
-        Some(_) => semantic_probe(&state, &bytes).await,
-        None => None,
+    let semantic = match (&cacheable, parsed.request.messages.last()) {
+        (Some(body), Some(last)) => semantic_probe(&state, body, last).await,
+        _ => None,
     };
     if let Some(probe) = &semantic
         && let Some(hit) = &probe.hit
@@ -354,33 +355,25 @@ struct SemanticProbe {
     hit: Option<promptops_cache::SemanticHit>,
 }
 
-/// Looks the request up in the semantic cache: the final user turn is embedded with the local
-/// model of `[cache.semantic] embedding_model` (local MiniLM by default) and compared within a scope that must match exactly (model, every earlier
-/// message including the system prompt, tools and parameters). `None` when the cache is off,
-/// the last message is not a user turn, or embedding fails (a failure is a miss, never an
+/// Looks the request up in the semantic cache: `last`, the final user turn, is embedded with
+/// `[cache.semantic] embedding_model` (local MiniLM by default) and compared within a scope that
+/// must match exactly: `body` (the cacheable request) without that turn, i.e. the model, every
+/// earlier message including the system prompt, tools and parameters. `None` when the cache is
+/// off, the last message is not a user turn, or embedding fails (a failure is a miss, never an
 /// error for the client).
-async fn semantic_probe(state: &AppState, bytes: &[u8]) -> Option<SemanticProbe> {
+async fn semantic_probe(
+    state: &AppState,
+    body: &serde_json::Value,
+    last: &promptops_core::message::Message,
+) -> Option<SemanticProbe> {
     let (index, embedding_model) = state.semantic_cache()?;
-    let mut body: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(bytes).ok()?;
-    for transport in ["stream", "stream_options", "user"] {
-        body.remove(transport);
-    }
-    let messages = body.get_mut("messages")?.as_array_mut()?;
-    let last = messages.pop()?;
-    if last.get("role").and_then(serde_json::Value::as_str) != Some("user") {
+    if last.role != promptops_core::message::Role::User || last.content.is_none() {
         return None;
     }
-    let text = match last.get("content")? {
-        serde_json::Value::String(text) => text.clone(),
-        serde_json::Value::Array(parts) => parts
-            .iter()
-            .filter_map(|part| part.get("text").and_then(serde_json::Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => return None,
-    };
-    let scope = promptops_cache::CacheKey::of(&serde_json::Value::Object(body)).to_string();
+    let text = last.text();
+    let mut scope_body = body.clone();
+    scope_body.get_mut("messages")?.as_array_mut()?.pop()?;
+    let scope = promptops_cache::CacheKey::of(&scope_body).to_string();
     let outcome = state
         .runtime()
         .embed(EmbedCall {
@@ -416,13 +409,13 @@ fn count_cache(state: &AppState, outcome: &str) {
         .inc();
 }
 
-/// The exact-cache key of a deterministic request (temperature 0 or a seed, one choice, no
-/// prompt reference, guard off), over the canonical body without its transport fields.
-fn cache_key(
+/// The body both caches key on, for a deterministic request (temperature 0 or a seed, one
+/// choice, no prompt reference, guard off): the request without its transport fields.
+fn cacheable_body(
     state: &AppState,
     parsed: &wire::ChatBody,
     bytes: &[u8],
-) -> Option<promptops_cache::CacheKey> {
+) -> Option<serde_json::Value> {
     state.cache()?;
     let generation = &parsed.request.generation;
     let deterministic = generation.temperature() == Some(0.0) || generation.seed().is_some();
@@ -438,9 +431,7 @@ fn cache_key(
     for transport in ["stream", "stream_options", "user"] {
         body.remove(transport);
     }
-    Some(promptops_cache::CacheKey::of(&serde_json::Value::Object(
-        body,
-    )))
+    Some(serde_json::Value::Object(body))
 }
 
 /// A cached completion as a JSON response or replayed as an SSE stream.
