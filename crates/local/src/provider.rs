@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use promptops_core::generation::ResponseFormat;
 use promptops_core::message::{Content, Message, Role, Tool, ToolCall};
 use promptops_llm::types::{
@@ -281,40 +282,33 @@ impl Provider for LocalProvider {
             let whole = self.chat(request).await?;
             return Ok(Box::pin(replay(whole)));
         }
-        let mut events = self
+        let events = self
             .chat
             .stream(local)
             .map_err(|error| self.invalid(&error))?;
         let provider = self.clone();
-        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Some(event) = events.next_event().await {
-                let deltas = match event {
-                    Ok(ChatEvent::Delta { text, .. }) => {
-                        vec![Ok(StreamDelta::Text { choice: 0, text })]
-                    }
-                    Ok(ChatEvent::Done {
-                        finish_reason,
-                        usage: used,
-                        ..
-                    }) => vec![
-                        Ok(StreamDelta::Finish {
-                            choice: 0,
-                            reason: finish(finish_reason),
-                        }),
-                        Ok(StreamDelta::Usage(usage(used))),
-                    ],
-                    Err(error) => vec![Err(provider.invalid(&error))],
-                };
-                for delta in deltas {
-                    if sender.send(delta).is_err() {
-                        // The consumer went away: dropping `events` cancels the generation.
-                        return;
-                    }
+        // Dropping the returned stream drops `events`, which cancels the generation.
+        let deltas = events.flat_map(move |event| {
+            let deltas = match event {
+                Ok(ChatEvent::Delta { text, .. }) => {
+                    vec![Ok(StreamDelta::Text { choice: 0, text })]
                 }
-            }
+                Ok(ChatEvent::Done {
+                    finish_reason,
+                    usage: used,
+                    ..
+                }) => vec![
+                    Ok(StreamDelta::Finish {
+                        choice: 0,
+                        reason: finish(finish_reason),
+                    }),
+                    Ok(StreamDelta::Usage(usage(used))),
+                ],
+                Err(error) => vec![Err(provider.invalid(&error))],
+            };
+            futures_util::stream::iter(deltas)
         });
-        Ok(Box::pin(DeltaReceiver { receiver }))
+        Ok(Box::pin(deltas))
     }
 
     async fn embed(&self, request: &EmbeddingRequest) -> Result<EmbeddingResponse, LlmError> {
@@ -379,22 +373,6 @@ impl Provider for LocalProvider {
     }
 }
 
-/// Adapts the forwarding channel to a `Stream`.
-struct DeltaReceiver {
-    receiver: tokio::sync::mpsc::UnboundedReceiver<Result<StreamDelta, LlmError>>,
-}
-
-impl futures_core::Stream for DeltaReceiver {
-    type Item = Result<StreamDelta, LlmError>;
-
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        self.get_mut().receiver.poll_recv(cx)
-    }
-}
-
 /// Response ids unique within the process (`local-<pid>-<n>`).
 fn next_response_id() -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -430,25 +408,7 @@ fn replay(
         }));
     }
     deltas.push(Ok(StreamDelta::Usage(response.usage)));
-    ReplayStream {
-        deltas: deltas.into_iter(),
-    }
-}
-
-/// Yields prepared deltas.
-struct ReplayStream {
-    deltas: std::vec::IntoIter<Result<StreamDelta, LlmError>>,
-}
-
-impl futures_core::Stream for ReplayStream {
-    type Item = Result<StreamDelta, LlmError>;
-
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        std::task::Poll::Ready(self.get_mut().deltas.next())
-    }
+    futures_util::stream::iter(deltas)
 }
 
 /// Tool calling on a model without native tool support: the tools are described in a system
