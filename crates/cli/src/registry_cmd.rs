@@ -13,6 +13,7 @@ use promptops_core::message::Content;
 use promptops_core::template::{VarType, VariableSpec, Variables};
 use promptops_registry::Registry;
 use promptops_registry::experiment::{AnalysisConfig, ExperimentArm};
+use promptops_registry::files::FileFormat;
 use promptops_registry::metrics::Outcome;
 use promptops_registry::rollback::{CanaryVerdict, RollbackPolicy};
 use promptops_registry::routing::Deployment;
@@ -95,13 +96,16 @@ pub enum PromptCommand {
     },
     /// Add a version for each prompt file in DIR whose content changed (all files validated first).
     Sync {
-        /// Directory of `*.toml` prompt files.
+        /// Directory of prompt files (`*.toml`, `*.yaml`, `*.yml`).
         dir: PathBuf,
     },
-    /// Write each prompt's production (else latest) version to DIR/NAME.toml.
+    /// Write each prompt's production (else latest) version to DIR/NAME.toml (or .yaml).
     Export {
         /// Output directory.
         dir: PathBuf,
+        /// File format: toml or yaml.
+        #[arg(long, default_value = "toml")]
+        format: FileFormat,
     },
 }
 
@@ -668,8 +672,8 @@ async fn prompt(reg: &Registry, command: PromptCommand, json: bool) -> anyhow::R
                 print(&out)?;
             }
         }
-        PromptCommand::Export { dir } => {
-            let written = reg.export_dir(&dir).await?;
+        PromptCommand::Export { dir, format } => {
+            let written = reg.export_dir(&dir, format).await?;
             if json {
                 let rows: Vec<Value> = written
                     .iter()

@@ -1,7 +1,8 @@
 //! End-to-end registry lifecycle through the real `promptops` binary, on SQLite and PostgreSQL:
 //! versions, labels, canary deploy, 100k-id routing distribution and stickiness, bad input,
 //! injected bad metrics triggering auto-rollback, promote/rollback, experiments, sync/export,
-//! concurrent writers, and audit tampering caught by `audit --verify`.
+//! concurrent writers, audit tampering caught by `audit --verify`, and writers killed with
+//! SIGKILL mid-sync leaving a consistent store that loses nothing already committed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::collections::BTreeMap;
@@ -356,6 +357,17 @@ fn lifecycle(env: &Env, tamper: &dyn Fn()) {
     let synced = env.json(&["prompt", "sync", "out"]);
     assert_eq!(synced["created"].as_array().unwrap().len(), 0);
     assert_eq!(synced["unchanged"].as_array().unwrap().len(), 1);
+    let exported = env.json(&["prompt", "export", "out-yaml", "--format", "yaml"]);
+    assert!(
+        exported[0]["path"].as_str().unwrap().ends_with(".yaml"),
+        "{exported}"
+    );
+    let synced = env.json(&["prompt", "sync", "out-yaml"]);
+    assert_eq!(synced["unchanged"].as_array().unwrap().len(), 1);
+    assert!(
+        env.fails(&["prompt", "export", "x", "--format", "json"], 2)
+            .contains("json")
+    );
     std::fs::create_dir_all(env.dir.path().join("src")).unwrap();
     env.write("src/faq.toml", "user = \"Answer: {{ q }}\"\n");
     env.write("src/zz.toml", "user = [\n");
@@ -403,6 +415,120 @@ fn lifecycle(env: &Env, tamper: &dyn Fn()) {
     let out = env.run(&["audit", "--verify"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("BROKEN at row 3"));
+}
+
+/// How many prompt files the killed syncs write: enough that a sync takes far longer than the
+/// process's start, so kills land mid-write.
+const KILL_FILES: usize = 300;
+
+/// Summaries by name and the number of `add_version` audit rows, after checking the chain.
+fn consistent_state(env: &Env) -> (BTreeMap<String, u64>, usize) {
+    let verify = env.json(&["audit", "--verify"]);
+    assert!(verify["broken_at"].is_null(), "{verify}");
+    let list = env.json(&["prompt", "list"]);
+    let versions: BTreeMap<String, u64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                p["versions"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let adds = env
+        .json(&["audit"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["action"] == "add_version")
+        .count();
+    (versions, adds)
+}
+
+/// SIGKILLs `prompt sync` at growing delays until kills have landed mid-sync, checking after each
+/// that the store is consistent (audit chain intact, one audit row per version, no version lost),
+/// then lets a last sync finish the job.
+fn killed_mid_write(env: &Env) {
+    std::fs::create_dir_all(env.dir.path().join("many")).unwrap();
+    for i in 0..KILL_FILES {
+        env.write(
+            &format!("many/p{i:04}.toml"),
+            &format!("user = \"Prompt number {i}: {{{{ q }}}}\"\n"),
+        );
+    }
+    let mut delay = std::time::Duration::from_millis(20);
+    let mut mid_write_kills = 0;
+    let mut previous: BTreeMap<String, u64> = BTreeMap::new();
+    for _ in 0..40 {
+        let mut child = env.spawn(&["prompt", "sync", "many"]);
+        std::thread::sleep(delay);
+        let killed = child.try_wait().unwrap().is_none();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let (versions, adds) = consistent_state(env);
+        assert_eq!(versions.values().sum::<u64>() as usize, adds);
+        assert!(versions.values().all(|&n| n == 1), "{versions:?}");
+        assert!(
+            previous.keys().all(|name| versions.contains_key(name)),
+            "a committed version disappeared"
+        );
+        if killed && versions.len() > previous.len() && versions.len() < KILL_FILES {
+            mid_write_kills += 1;
+        }
+        previous = versions;
+        if mid_write_kills >= 3 || previous.len() == KILL_FILES {
+            break;
+        }
+        if previous.is_empty() {
+            delay *= 2;
+        }
+    }
+    assert!(
+        mid_write_kills >= 1,
+        "no kill landed mid-sync (last delay {delay:?}, {} synced)",
+        previous.len()
+    );
+    let report = env.json(&["prompt", "sync", "many"]);
+    let created = report["created"].as_array().unwrap().len();
+    let unchanged = report["unchanged"].as_array().unwrap().len();
+    assert_eq!(
+        (created + unchanged, unchanged),
+        (KILL_FILES, previous.len())
+    );
+    let (versions, adds) = consistent_state(env);
+    assert_eq!((versions.len(), adds), (KILL_FILES, KILL_FILES));
+}
+
+#[test]
+fn killed_writers_leave_sqlite_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("registry.db");
+    let env = Env {
+        url: format!("sqlite://{}", db.display()),
+        dir,
+    };
+    killed_mid_write(&env);
+}
+
+#[test]
+fn killed_writers_leave_postgres_consistent() {
+    let schema = format!(
+        "kill_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    pg_exec(None, &format!("CREATE SCHEMA \"{schema}\""));
+    let _cleanup = DropSchema(schema.clone());
+    let env = Env {
+        url: format!("{PG_URL}?options[search_path]={schema}"),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    killed_mid_write(&env);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use promptops_llm::{DeltaStream, StreamDelta, Target};
+use promptops_llm::{DeltaStream, StreamAccumulator, StreamDelta, Target};
 use promptops_runtime::{ChatCall, EmbedCall, Runtime, RuntimeError};
 use serde_json::json;
 
@@ -254,7 +254,16 @@ pub async fn chat_completions(
             created: now_secs(),
             model: meta.target.model.clone(),
         };
+        let fill = match (cache_key, state.cache()) {
+            (Some(key), Some(_)) => Some(CacheFill {
+                key,
+                semantic,
+                accumulator: StreamAccumulator::new(),
+            }),
+            _ => None,
+        };
         let sse = Sse {
+            fill,
             caller: caller.clone(),
             inner: stream,
             encoder: ChunkEncoder::new(header, parsed.include_usage),
@@ -275,6 +284,9 @@ pub async fn chat_completions(
         set_header(headers, PROVIDER_HEADER, &meta.target.to_string());
         if let Some(prompt) = &meta.prompt {
             set_header(headers, PROMPT_VERSION_HEADER, &prompt.label());
+        }
+        if state.cache().is_some() && cacheable.is_some() {
+            set_header(headers, CACHE_HEADER, "miss");
         }
         return Ok(response);
     }
@@ -323,26 +335,49 @@ pub async fn chat_completions(
     if let Some(cost) = outcome.cost_usd {
         set_header(headers, COST_HEADER, &format!("{cost:.8}"));
     }
-    if let (Some(key), Some((cache, ttl))) = (cache_key, state.cache()) {
+    if let Some(key) = cache_key {
         set_header(headers, CACHE_HEADER, "miss");
-        let entry = CachedEntry {
-            provider: outcome.target.to_string(),
-            completion: body,
-        };
-        if let Ok(bytes) = serde_json::to_vec(&entry) {
-            let bytes = Bytes::from(bytes);
-            if let (Some(probe), Some((index, _))) = (semantic, state.semantic_cache()) {
-                // A vector the index refuses (zero, NaN) only means no semantic entry.
-                let _ = index.insert(&probe.scope, probe.vector, bytes.clone());
-            }
-            let cache = cache.clone();
-            let ttl = *ttl;
-            tokio::spawn(async move {
-                let _ = cache.put(&key, bytes, ttl).await;
-            });
-        }
+        store_in_caches(&state, key, semantic, &outcome.target.to_string(), body);
     }
     Ok(response)
+}
+
+/// Stores a completed answer under its exact key (in the background) and, when the request was
+/// probed, in the semantic index.
+fn store_in_caches(
+    state: &AppState,
+    key: promptops_cache::CacheKey,
+    semantic: Option<SemanticProbe>,
+    provider: &str,
+    completion: serde_json::Value,
+) {
+    let Some((cache, ttl)) = state.cache() else {
+        return;
+    };
+    let entry = CachedEntry {
+        provider: provider.to_owned(),
+        completion,
+    };
+    let Ok(bytes) = serde_json::to_vec(&entry) else {
+        return;
+    };
+    let bytes = Bytes::from(bytes);
+    if let (Some(probe), Some((index, _))) = (semantic, state.semantic_cache()) {
+        // A vector the index refuses (zero, NaN) only means no semantic entry.
+        let _ = index.insert(&probe.scope, probe.vector, bytes.clone());
+    }
+    let cache = cache.clone();
+    let ttl = *ttl;
+    tokio::spawn(async move {
+        let _ = cache.put(&key, bytes, ttl).await;
+    });
+}
+
+/// What a streamed cache miss needs to fill the caches once the stream has ended cleanly.
+struct CacheFill {
+    key: promptops_cache::CacheKey,
+    semantic: Option<SemanticProbe>,
+    accumulator: StreamAccumulator,
 }
 
 /// Header with the cosine similarity of a semantic cache hit.
@@ -526,6 +561,8 @@ fn completion_deltas(completion: &serde_json::Value) -> Vec<StreamDelta> {
 
 /// A stream of deltas turned into SSE bytes.
 struct Sse {
+    /// Set on a cacheable miss: the deltas are folded so a clean end fills the caches.
+    fill: Option<CacheFill>,
     caller: Caller,
     inner: DeltaStream,
     encoder: ChunkEncoder,
@@ -572,13 +609,39 @@ impl Sse {
                 }
                 None => {
                     self.done = true;
+                    self.fill_caches();
                     return Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), self));
                 }
             }
         }
     }
 
+    /// Stores the streamed answer, if this was a cacheable miss and every choice finished (a
+    /// stream cut short by an error or the client is never cached).
+    fn fill_caches(&mut self) {
+        let Some(fill) = self.fill.take() else {
+            return;
+        };
+        if !fill.accumulator.is_complete() {
+            return;
+        }
+        let id = self.encoder.id().to_owned();
+        let response = fill.accumulator.finish(
+            &id,
+            &self.target.provider,
+            &self.target.model,
+            serde_json::Value::Null,
+        );
+        let completion =
+            wire::chat_completion_json(&response, &id, &self.target.model, self.encoder.created());
+        let provider = self.target.to_string();
+        store_in_caches(&self.state, fill.key, fill.semantic, &provider, completion);
+    }
+
     fn observe(&mut self, delta: &StreamDelta) {
+        if let Some(fill) = &mut self.fill {
+            fill.accumulator.push(delta);
+        }
         match delta {
             StreamDelta::Text { .. } | StreamDelta::ToolCall { .. } if !self.first_token => {
                 self.first_token = true;

@@ -374,6 +374,16 @@ impl ChunkEncoder {
         }
     }
 
+    /// The completion id every chunk carries.
+    pub fn id(&self) -> &str {
+        &self.header.id
+    }
+
+    /// The creation time every chunk carries, Unix seconds.
+    pub fn created(&self) -> u64 {
+        self.header.created
+    }
+
     fn chunk(&self, choices: Vec<Value>, usage: Option<Value>) -> String {
         let usage_field = if self.include_usage {
             Some(usage.unwrap_or(Value::Null))

@@ -98,3 +98,93 @@ async fn non_loopback_bind_needs_keys_or_an_explicit_opt_out() {
     assert!(promptops_gateway::check_bind(public, true, false).is_ok());
     assert!(promptops_gateway::check_bind(loopback, false, false).is_ok());
 }
+
+/// Two gateways (replicas) with `[limits] backend = "redis"` and `[cache] backend = "redis"`
+/// against the real Redis: a key's requests per minute are counted across both, and an answer
+/// cached by one is served by the other without its upstream.
+#[tokio::test]
+async fn redis_limits_and_cache_are_shared_between_replicas() {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let prefix = format!(
+        "promptops:test:{}:{}:",
+        std::process::id(),
+        nanos.as_nanos()
+    );
+    let config = format!(
+        r#"
+[[keys]]
+name = "shared"
+key_sha256 = "{key}"
+role = "user"
+requests_per_minute = 3
+
+[limits]
+backend = "redis"
+redis_url = "redis://127.0.0.1:6379"
+redis_prefix = "{prefix}limits:"
+
+[cache]
+backend = "redis"
+redis_url = "redis://127.0.0.1:6379"
+redis_prefix = "{prefix}cache:"
+ttl_seconds = 60
+"#,
+        key = sha256_hex("po-shared-secret"),
+    );
+    // Redis windows are wall-clock minutes: start well inside one so the test never straddles
+    // two (which would legitimately reset the count).
+    let into_minute = nanos.as_secs() % 60;
+    if into_minute >= 50 {
+        tokio::time::sleep(std::time::Duration::from_secs(61 - into_minute)).await;
+    }
+    let a = start(&config, false).await;
+    let b = start(&config, false).await;
+    let send = |gw: &common::Gateway, body: serde_json::Value| {
+        gw.client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth("po-shared-secret")
+            .json(&body)
+            .send()
+    };
+    let question = json!({
+        "model": "up/gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Shared question?"}],
+        "temperature": 0,
+    });
+    let first = send(&a, question.clone()).await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["x-promptops-cache"], "miss");
+    let first: serde_json::Value = first.json().await.unwrap();
+    // A writes its answer in the background: wait until it is in Redis, then B must find it.
+    let redis = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let pattern = format!("{prefix}cache:*");
+    for attempt in 0.. {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(&pattern)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            break;
+        }
+        assert!(attempt < 250, "A's answer never reached Redis");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let response = send(&b, question.clone()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-promptops-cache"], "hit");
+    let from_b: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(from_b["choices"], first["choices"]);
+    assert_eq!(b.upstream.hits(), 0, "B answered from the shared cache");
+    // Two requests spent (one on A, one on B); the third of the minute is allowed, the fourth
+    // is refused on either replica.
+    let other = json!({"model": "up/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]});
+    assert_eq!(send(&a, other.clone()).await.unwrap().status(), 200);
+    let limited = error_of(send(&b, other.clone()).await.unwrap(), 429).await;
+    assert_eq!(limited["code"], "rate_limit_exceeded");
+    let limited = error_of(send(&a, other).await.unwrap(), 429).await;
+    assert_eq!(limited["code"], "rate_limit_exceeded");
+}

@@ -526,3 +526,60 @@ async fn exact_cache_serves_deterministic_requests_and_replays_streams() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn streamed_misses_fill_the_cache() {
+    let gw = start("[cache]\nbackend = \"memory\"\nttl_seconds = 60\n", false).await;
+    let body = json!({
+        "model": "up/gpt-4o-mini",
+        "messages": user("Streamed once, served twice?"),
+        "seed": 7,
+        "stream": true,
+    });
+    let response = gw.post("/v1/chat/completions", body.clone()).await;
+    assert_eq!(response.headers()["x-promptops-cache"], "miss");
+    let events = sse_events(&response.text().await.unwrap());
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let streamed: String = events[..events.len() - 1]
+        .iter()
+        .filter_map(|e| {
+            serde_json::from_str::<Value>(e).unwrap()["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(!streamed.is_empty());
+    let upstream_hits = gw.upstream.hits();
+    // The entry is written in the background once the stream ends: wait for it in the cache
+    // itself (asking through HTTP would fill it on a miss and prove nothing).
+    let mut key_body = body.clone();
+    key_body.as_object_mut().unwrap().remove("stream");
+    let key = promptops_cache::CacheKey::of(&key_body);
+    let (cache, _) = gw.state.cache().unwrap();
+    for attempt in 0.. {
+        if cache.get(&key).await.unwrap().is_some() {
+            break;
+        }
+        assert!(attempt < 250, "the streamed answer was never cached");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The same request, not streamed, is answered from what the stream stored.
+    let response = gw.post("/v1/chat/completions", key_body).await;
+    assert_eq!(response.headers()["x-promptops-cache"], "hit");
+    let hit: Value = response.json().await.unwrap();
+    assert_eq!(hit["choices"][0]["message"]["content"], streamed.as_str());
+    assert_eq!(hit["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        gw.upstream.hits(),
+        upstream_hits,
+        "served without the upstream"
+    );
+
+    // A stream cut off by an upstream error is never cached.
+    let broken = json!({"model": "up/break", "messages": user("x"), "seed": 7, "stream": true});
+    let response = gw.post("/v1/chat/completions", broken.clone()).await;
+    let _ = response.text().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let again = gw.post("/v1/chat/completions", broken).await;
+    assert_eq!(again.headers()["x-promptops-cache"], "miss");
+}

@@ -46,8 +46,9 @@ pub struct RawProvider {
 pub struct RawRoute {
     /// The name clients send as `model`.
     pub name: String,
-    /// `PROVIDER/MODEL` targets in priority order (first is tried first).
-    pub targets: Vec<String>,
+    /// `PROVIDER/MODEL` targets in priority order (first is tried first), or tables
+    /// `{ model, order, weight }` for deployments balanced by weight.
+    pub targets: Vec<RawTarget>,
     /// Per-attempt timeout in milliseconds.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
@@ -58,6 +59,67 @@ pub struct RawRoute {
     /// `timeout_ms × (retries + 1) × targets`.
     #[serde(default)]
     pub deadline_ms: Option<u64>,
+}
+
+/// One route target as written: `"PROVIDER/MODEL"`, or a table that puts several deployments of
+/// one model in a load-balanced group:
+///
+/// ```toml
+/// targets = [
+///   { model = "azure-east/gpt-4o-mini", order = 0, weight = 3 },
+///   { model = "azure-west/gpt-4o-mini", order = 0, weight = 1 },
+///   "openai/gpt-4o-mini",   # order 2 (its position): the fallback when both fail
+/// ]
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "toml::Value")]
+pub enum RawTarget {
+    /// `PROVIDER/MODEL`; its order is its position in the list.
+    Plain(String),
+    /// A deployment with an explicit order and weight.
+    Weighted(RawWeightedTarget),
+}
+
+impl TryFrom<toml::Value> for RawTarget {
+    type Error = String;
+
+    fn try_from(value: toml::Value) -> Result<RawTarget, String> {
+        match value {
+            toml::Value::String(text) => Ok(RawTarget::Plain(text)),
+            toml::Value::Table(table) => table
+                .try_into()
+                .map(RawTarget::Weighted)
+                .map_err(|error: toml::de::Error| error.message().to_owned()),
+            other => Err(format!(
+                "expected \"PROVIDER/MODEL\" or a {{ model, order, weight }} table, found {}",
+                other.type_str()
+            )),
+        }
+    }
+}
+
+/// A `{ model, order, weight }` route target.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeightedTarget {
+    /// `PROVIDER/MODEL`.
+    pub model: String,
+    /// Lower orders are tried first; targets sharing an order are balanced by weight. Defaults
+    /// to the target's position in the list.
+    pub order: Option<u32>,
+    /// Share of the group's traffic (relative; default 1, at least 1).
+    pub weight: Option<u32>,
+}
+
+/// A validated route target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTarget {
+    /// The model and its provider.
+    pub target: Target,
+    /// Lower orders are tried first; equal orders form a weighted load-balanced group.
+    pub order: u32,
+    /// Relative share of its group's traffic (at least 1).
+    pub weight: u32,
 }
 
 /// The sections of the config file this crate reads; other sections are other crates' business.
@@ -115,8 +177,8 @@ impl fmt::Display for Target {
 pub struct RouteConfig {
     /// The route name.
     pub name: String,
-    /// Targets in priority order.
-    pub targets: Vec<Target>,
+    /// Targets in the order written (attempt order comes from each one's `order`).
+    pub targets: Vec<RouteTarget>,
     /// Per-attempt timeout.
     pub timeout: Duration,
     /// Retries per target.
@@ -223,8 +285,21 @@ impl LlmConfig {
                 ));
             }
             let mut targets = Vec::with_capacity(route.targets.len());
-            for (position, text) in route.targets.iter().enumerate() {
+            for (position, raw) in route.targets.iter().enumerate() {
                 let target_key = format!("routes[{index}].targets[{position}]");
+                let position = u32::try_from(position).unwrap_or(u32::MAX);
+                let (text, order, weight) = match raw {
+                    RawTarget::Plain(text) => (text, position, 1),
+                    RawTarget::Weighted(w) => {
+                        (&w.model, w.order.unwrap_or(position), w.weight.unwrap_or(1))
+                    }
+                };
+                if weight == 0 {
+                    return Err(config_error(
+                        format!("{target_key}.weight"),
+                        "a weight must be at least 1 (remove the target to send it nothing)",
+                    ));
+                }
                 let target = Target::parse(text).ok_or_else(|| {
                     config_error(
                         target_key.clone(),
@@ -250,7 +325,11 @@ impl LlmConfig {
                         ));
                     }
                 }
-                targets.push(target);
+                targets.push(RouteTarget {
+                    target,
+                    order,
+                    weight,
+                });
             }
             let timeout_ms = route.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
             check_millis(timeout_ms, &key("timeout_ms"))?;
@@ -410,12 +489,41 @@ listen = "127.0.0.1:8080"
     }
 
     #[test]
+    fn weighted_targets_form_groups_by_order() {
+        let config = LlmConfig::from_toml(
+            r#"
+[[routes]]
+name = "r"
+targets = [
+  { model = "local/a", order = 0, weight = 3 },
+  { model = "local/b", order = 0 },
+  "local/c",
+]
+"#,
+        )
+        .unwrap();
+        let targets = &config.route("r").unwrap().targets;
+        let shape: Vec<(String, u32, u32)> = targets
+            .iter()
+            .map(|t| (t.target.to_string(), t.order, t.weight))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("local/a".to_owned(), 0, 3),
+                ("local/b".to_owned(), 0, 1),
+                ("local/c".to_owned(), 2, 1)
+            ]
+        );
+    }
+
+    #[test]
     fn reads_the_design_example() {
         let config = LlmConfig::from_toml(DESIGN_EXAMPLE).unwrap();
         assert_eq!(config.providers.len(), 2);
         assert_eq!(config.providers[1].kind, ProviderKind::Local);
         let route = config.route("fast").unwrap();
-        assert_eq!(route.targets[0].to_string(), "upstream/gpt-4o-mini");
+        assert_eq!(route.targets[0].target.to_string(), "upstream/gpt-4o-mini");
         assert_eq!(route.timeout, Duration::from_millis(20_000));
         assert_eq!(route.retries, 1);
         assert_eq!(route.deadline, Duration::from_millis(80_000));
@@ -442,6 +550,18 @@ listen = "127.0.0.1:8080"
         check_error(
             "[[routes]]\nname = \"r\"\ntargets = [\"nowhere/m\"]\n",
             "config: routes[0].targets[0]: unknown provider `nowhere` (declared: none; `local` is always available)",
+        );
+        check_error(
+            "[[routes]]\nname = \"r\"\ntargets = [{ model = \"local/m\", wieght = 2 }]\n",
+            "config: routes[0].targets[0]: unknown field `wieght`, expected one of `model`, `order`, `weight`",
+        );
+        check_error(
+            "[[routes]]\nname = \"r\"\ntargets = [{ model = \"local/m\", weight = 0 }]\n",
+            "config: routes[0].targets[0].weight: a weight must be at least 1 (remove the target to send it nothing)",
+        );
+        check_error(
+            "[[routes]]\nname = \"r\"\ntargets = [3]\n",
+            "config: routes[0].targets[0]: expected \"PROVIDER/MODEL\" or a { model, order, weight } table, found integer",
         );
         check_error(
             "[[routes]]\nname = \"r\"\ntargets = [\"gpt-4o\"]\n",

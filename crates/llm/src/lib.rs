@@ -9,6 +9,7 @@ pub mod anthropic;
 pub mod breaker;
 pub mod config;
 pub mod error;
+pub mod health;
 mod http;
 pub mod ollama;
 pub mod openai;
@@ -21,7 +22,7 @@ pub mod usage;
 
 pub use anthropic::AnthropicProvider;
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
-pub use config::{LlmConfig, ProviderConfig, RouteConfig, Target};
+pub use config::{LlmConfig, ProviderConfig, RouteConfig, RouteTarget, Target};
 pub use error::{AttemptRecord, LlmError};
 pub use http::{CONNECT_TIMEOUT, MAX_RETRY_AFTER};
 pub use ollama::OllamaProvider;

@@ -1,6 +1,7 @@
-//! Resilient calls over a [`ProviderSet`]: fallback chains in priority order, a per-attempt
-//! timeout and an overall deadline, retries with exponential backoff and full jitter on
-//! retryable errors only (`Retry-After` honoured), and a circuit breaker per upstream.
+//! Resilient calls over a [`ProviderSet`]: fallback chains in priority order (targets sharing a
+//! priority are deployments balanced by weight × health learned from real responses), a
+//! per-attempt timeout and an overall deadline, retries with exponential backoff and full jitter
+//! on retryable errors only (`Retry-After` honoured), and a circuit breaker per upstream.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,8 +11,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 use crate::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
-use crate::config::{LlmConfig, RouteConfig, Target};
+use crate::config::{LlmConfig, RouteConfig, RouteTarget, Target};
 use crate::error::{AttemptRecord, LlmError};
+use crate::health::{Health, weighted_order};
 use crate::provider::{DeltaStream, Provider};
 use crate::registry::ProviderSet;
 use crate::types::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse};
@@ -76,13 +78,16 @@ impl Default for RouterOptions {
     }
 }
 
-/// One target of a chain with its priority (lower goes first; ties keep their order).
+/// One target of a chain with its priority (lower goes first) and weight (targets sharing a
+/// priority are a load-balanced group: each call tries them in a weighted random order).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainTarget {
     /// The model and its provider.
     pub target: Target,
     /// Priority; lower is tried first.
     pub priority: u32,
+    /// Relative share of its priority group's traffic.
+    pub weight: u32,
 }
 
 /// An ordered fallback list with its limits.
@@ -119,15 +124,15 @@ impl FallbackChain {
         }
     }
 
-    /// The chain of a configured route: priority is the position in `targets`.
+    /// The chain of a configured route: priority is each target's `order`.
     pub fn from_route(route: &RouteConfig) -> FallbackChain {
         let targets = route
             .targets
             .iter()
-            .enumerate()
-            .map(|(position, target)| ChainTarget {
-                target: target.clone(),
-                priority: u32::try_from(position).unwrap_or(u32::MAX),
+            .map(|target| ChainTarget {
+                target: target.target.clone(),
+                priority: target.order,
+                weight: target.weight,
             })
             .collect();
         FallbackChain::new(
@@ -163,6 +168,7 @@ pub struct Router {
     providers: ProviderSet,
     routes: HashMap<String, FallbackChain>,
     breakers: std::sync::Mutex<HashMap<String, Arc<CircuitBreaker>>>,
+    health: Health,
     options: RouterOptions,
 }
 
@@ -186,7 +192,7 @@ impl Router {
     ) -> Result<Router, LlmError> {
         let mut routes = HashMap::new();
         for (index, route) in config.routes.iter().enumerate() {
-            for (position, target) in route.targets.iter().enumerate() {
+            for (position, RouteTarget { target, .. }) in route.targets.iter().enumerate() {
                 if providers.get(&target.provider).is_none() {
                     return Err(LlmError::Config {
                         key: format!("routes[{index}].targets[{position}]"),
@@ -204,8 +210,36 @@ impl Router {
             providers,
             routes,
             breakers: std::sync::Mutex::new(HashMap::new()),
+            health: Health::default(),
             options,
         })
+    }
+
+    /// The health score in `(0, 1]` of target `PROVIDER/MODEL`, from its recent outcomes.
+    pub fn health(&self, target: &str) -> f64 {
+        self.health.score(target)
+    }
+
+    /// The order this call tries the chain's targets in: priority groups in order, each group
+    /// shuffled by weight × health (a lone target keeps its place).
+    fn attempt_order<'c>(&self, chain: &'c FallbackChain) -> Vec<&'c ChainTarget> {
+        let mut order = Vec::with_capacity(chain.targets.len());
+        for group in chain.targets.chunk_by(|a, b| a.priority == b.priority) {
+            if let [only] = group {
+                order.push(only);
+                continue;
+            }
+            let weights: Vec<f64> = group
+                .iter()
+                .map(|t| f64::from(t.weight) * self.health.score(&t.target.to_string()))
+                .collect();
+            order.extend(
+                weighted_order(&weights, fastrand::f64)
+                    .into_iter()
+                    .map(|i| &group[i]),
+            );
+        }
+        order
     }
 
     /// The providers.
@@ -255,6 +289,7 @@ impl Router {
             vec![ChainTarget {
                 target,
                 priority: 0,
+                weight: 1,
             }],
             timeout,
             retries,
@@ -382,8 +417,9 @@ impl Router {
         let started = Instant::now();
         let deadline_at = started + chain.deadline;
         let mut attempts = Vec::new();
-        'targets: for chain_target in &chain.targets {
+        'targets: for chain_target in self.attempt_order(chain) {
             let target = &chain_target.target;
+            let target_name = target.to_string();
             let Some(provider) = self.providers.get(&target.provider) else {
                 attempts.push(AttemptRecord {
                     target: target.to_string(),
@@ -439,6 +475,7 @@ impl Router {
                 let error = match outcome {
                     Ok(value) => {
                         permit.success();
+                        self.health.record(&target_name, true);
                         attempts.push(AttemptRecord {
                             target: target.to_string(),
                             attempt,
@@ -458,6 +495,7 @@ impl Router {
                 };
                 if error.is_upstream_failure() {
                     permit.failure();
+                    self.health.record(&target_name, false);
                 } else {
                     permit.success();
                 }

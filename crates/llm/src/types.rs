@@ -338,6 +338,11 @@ impl StreamAccumulator {
         }
     }
 
+    /// Whether the stream ended properly: at least one choice, and every choice finished.
+    pub fn is_complete(&self) -> bool {
+        !self.choices.is_empty() && self.choices.iter().all(|c| c.finish_reason.is_some())
+    }
+
     /// Whether a usage delta was seen.
     pub fn has_usage(&self) -> bool {
         self.usage.is_some()

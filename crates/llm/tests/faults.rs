@@ -478,3 +478,51 @@ async fn unknown_models_name_what_is_known() {
     assert_eq!(direct.target.model, "gpt-4o-mini");
     assert_eq!(a.hits(), 1);
 }
+
+/// Two deployments of one model in one priority group: traffic splits by weight, and when one
+/// deployment fails every call still succeeds (the group's other member is the fallback) while
+/// the failing one's share drains as its health score falls (its breaker is kept shut here, so
+/// only health explains it).
+#[tokio::test]
+async fn weighted_deployments_share_traffic_and_drain_from_a_failing_one() {
+    let a = Scripted::start(vec![ok_completion()]).await;
+    let b = Scripted::start(vec![ok_completion()]).await;
+    let weighted = "targets = [\
+        { model = \"a/gpt-4o-mini\", order = 0, weight = 3 }, \
+        { model = \"b/gpt-4o-mini\", order = 0, weight = 1 }]\n\
+        retries = 0\ntimeout_ms = 2000";
+    let balanced = router(&a.base_url, &b.base_url, weighted, options());
+    let calls = 400;
+    for _ in 0..calls {
+        balanced.chat("r", &request()).await.unwrap();
+    }
+    assert_eq!(a.hits() + b.hits(), calls);
+    // Binomial(400, 0.75): one standard deviation is 2.2 points; allow more than 3.
+    let share = a.hits() as f64 / calls as f64;
+    assert!(
+        (share - 0.75).abs() < 0.08,
+        "a got {share:.3} of the traffic"
+    );
+
+    let failing = Scripted::start(vec![status(500)]).await;
+    let healthy = Scripted::start(vec![ok_completion()]).await;
+    let even = "targets = [\
+        { model = \"a/gpt-4o-mini\", order = 0 }, \
+        { model = \"b/gpt-4o-mini\", order = 0 }]\n\
+        retries = 0\ntimeout_ms = 2000";
+    let router = router(&failing.base_url, &healthy.base_url, even, options());
+    for _ in 0..calls {
+        let routed = router.chat("r", &request()).await.unwrap();
+        assert_eq!(routed.target.provider, "b");
+    }
+    assert_eq!(healthy.hits(), calls);
+    // Without health, `a` would be tried first on half the calls (~200).
+    assert!(
+        failing.hits() < 120,
+        "the failing deployment was still tried {} times",
+        failing.hits()
+    );
+    assert!(router.health("a/gpt-4o-mini") < 0.1);
+    assert!(router.health("b/gpt-4o-mini") > 0.99);
+    assert_eq!(router.breaker_state("a"), BreakerState::Closed);
+}

@@ -1,5 +1,7 @@
-//! Prompts as plain files, one TOML file per prompt, so teams keep prompts in git and `sync` a
-//! directory into the registry. Every file is parsed and validated before anything is written.
+//! Prompts as plain files, one TOML or YAML file per prompt, so teams keep prompts in git and
+//! `sync` a directory into the registry. Every file is parsed and validated before anything is
+//! written. Both formats have the same fields; the extension (`.toml`, `.yaml`, `.yml`) picks the
+//! parser.
 //!
 //! ```toml
 //! name = "greet"                 # optional: defaults to the file stem
@@ -17,6 +19,17 @@
 //!
 //! [output_schema]                # optional JSON schema, written as a TOML table
 //! type = "object"
+//! ```
+//!
+//! The same prompt in YAML:
+//!
+//! ```yaml
+//! name: greet
+//! system: You are terse.
+//! user: "Hello {{ who }}"
+//! variables:
+//!   - { name: who, type: string }
+//! generation: { temperature: 0.2 }
 //! ```
 
 use std::collections::BTreeMap;
@@ -62,8 +75,51 @@ struct RawPromptFile {
     messages: Option<Vec<MessageTemplate>>,
     #[serde(default)]
     variables: Vec<VariableSpec>,
-    generation: Option<toml::Table>,
+    generation: Option<serde_json::Map<String, Value>>,
     output_schema: Option<Value>,
+}
+
+/// The two file formats a prompt can be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FileFormat {
+    /// `NAME.toml`.
+    #[default]
+    Toml,
+    /// `NAME.yaml` (`.yml` is read too).
+    Yaml,
+}
+
+impl FileFormat {
+    /// The format a path's extension names, if it names one.
+    pub fn of_path(path: &Path) -> Option<FileFormat> {
+        match path.extension()?.to_str()? {
+            "toml" => Some(FileFormat::Toml),
+            "yaml" | "yml" => Some(FileFormat::Yaml),
+            _ => None,
+        }
+    }
+
+    /// The extension written for this format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            FileFormat::Toml => "toml",
+            FileFormat::Yaml => "yaml",
+        }
+    }
+}
+
+impl std::str::FromStr for FileFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<FileFormat, String> {
+        match text {
+            "toml" => Ok(FileFormat::Toml),
+            "yaml" | "yml" => Ok(FileFormat::Yaml),
+            other => Err(format!(
+                "unknown prompt file format `{other}` (known: toml, yaml)"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -98,13 +154,17 @@ pub struct PromptFile {
     pub content: PromptContent,
 }
 
-/// Parses one prompt file's text; `path` names the file in errors and gives the default name.
+/// Parses one prompt file's text; `path` names the file in errors, gives the default name and,
+/// by its extension, the format (TOML unless it ends in `.yaml`/`.yml`).
 pub fn parse_prompt_file(path: &Path, text: &str) -> Result<PromptFile> {
     let invalid = |reason: String| RegistryError::InvalidFile {
         path: path.to_owned(),
         reason,
     };
-    let raw: RawPromptFile = toml::from_str(text).map_err(|err| invalid(err.to_string()))?;
+    let raw: RawPromptFile = match FileFormat::of_path(path).unwrap_or_default() {
+        FileFormat::Toml => toml::from_str(text).map_err(|err| invalid(err.to_string()))?,
+        FileFormat::Yaml => yaml_serde::from_str(text).map_err(|err| invalid(err.to_string()))?,
+    };
     let name = match raw.name {
         Some(name) => name,
         None => path
@@ -154,9 +214,8 @@ pub fn parse_prompt_file(path: &Path, text: &str) -> Result<PromptFile> {
                     GENERATION_KEYS.join(", ")
                 )));
             }
-            table
-                .try_into()
-                .map_err(|err: toml::de::Error| invalid(format!("generation: {err}")))?
+            serde_json::from_value(Value::Object(table))
+                .map_err(|err| invalid(format!("generation: {err}")))?
         }
     };
     let content = PromptContent {
@@ -176,8 +235,8 @@ pub fn parse_prompt_file(path: &Path, text: &str) -> Result<PromptFile> {
     })
 }
 
-/// Reads every `*.toml` file of `dir` (sorted by file name); any bad file or duplicate name
-/// fails the whole read.
+/// Reads every `*.toml`, `*.yaml` and `*.yml` file of `dir` (sorted by file name); any bad file
+/// or duplicate name fails the whole read.
 pub fn read_prompt_dir(dir: &Path) -> Result<Vec<PromptFile>> {
     let io = |source| RegistryError::Io {
         path: dir.to_owned(),
@@ -188,7 +247,7 @@ pub fn read_prompt_dir(dir: &Path) -> Result<Vec<PromptFile>> {
         .map(|entry| entry.map(|e| e.path()))
         .collect::<std::io::Result<_>>()
         .map_err(io)?;
-    paths.retain(|p| p.extension().is_some_and(|ext| ext == "toml") && p.is_file());
+    paths.retain(|p| FileFormat::of_path(p).is_some() && p.is_file());
     paths.sort();
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut files = Vec::new();
@@ -213,8 +272,12 @@ pub fn read_prompt_dir(dir: &Path) -> Result<Vec<PromptFile>> {
     Ok(files)
 }
 
-/// The TOML text of a prompt (system/user shorthand when the messages have that shape).
-pub fn render_prompt_file(name: &str, content: &PromptContent) -> Result<String> {
+/// The text of a prompt file (system/user shorthand when the messages have that shape).
+pub fn render_prompt_file(
+    name: &str,
+    content: &PromptContent,
+    format: FileFormat,
+) -> Result<String> {
     let (system, user, messages) = match content.messages.as_slice() {
         [only] if only.role == Role::User => (None, Some(only.template.as_str()), None),
         [first, second] if first.role == Role::System && second.role == Role::User => (
@@ -237,16 +300,25 @@ pub fn render_prompt_file(name: &str, content: &PromptContent) -> Result<String>
         generation,
         output_schema: content.output_schema.as_ref(),
     };
-    toml::to_string_pretty(&out).map_err(|err| RegistryError::InvalidContent {
+    let written = match format {
+        FileFormat::Toml => toml::to_string_pretty(&out).map_err(|err| err.to_string()),
+        FileFormat::Yaml => yaml_serde::to_string(&out).map_err(|err| err.to_string()),
+    };
+    written.map_err(|reason| RegistryError::InvalidContent {
         name: name.to_owned(),
-        reason: format!("cannot be written as TOML: {err}"),
+        reason: format!("cannot be written as {format:?}: {reason}"),
     })
 }
 
-/// Writes `DIR/NAME.toml`.
-pub fn write_prompt_file(dir: &Path, name: &str, content: &PromptContent) -> Result<PathBuf> {
-    let text = render_prompt_file(name, content)?;
-    let path = dir.join(format!("{name}.toml"));
+/// Writes `DIR/NAME.toml` or `DIR/NAME.yaml`.
+pub fn write_prompt_file(
+    dir: &Path,
+    name: &str,
+    content: &PromptContent,
+    format: FileFormat,
+) -> Result<PathBuf> {
+    let text = render_prompt_file(name, content, format)?;
+    let path = dir.join(format!("{name}.{}", format.extension()));
     fs::write(&path, text).map_err(|source| RegistryError::Io {
         path: path.clone(),
         source,
@@ -283,13 +355,61 @@ type = "object"
         assert_eq!(file.name, "greet");
         assert_eq!(file.content.messages.len(), 2);
         assert_eq!(file.content.tags, ["en", "support"]);
-        let text = render_prompt_file("greet", &file.content).unwrap();
-        let again = parse_prompt_file(Path::new("greet.toml"), &text).unwrap();
-        assert_eq!(again.content, file.content);
-        assert_eq!(
-            again.content.content_hash().unwrap(),
-            file.content.content_hash().unwrap()
-        );
+        for (format, path) in [
+            (FileFormat::Toml, "greet.toml"),
+            (FileFormat::Yaml, "greet.yaml"),
+        ] {
+            let text = render_prompt_file("greet", &file.content, format).unwrap();
+            let again = parse_prompt_file(Path::new(path), &text).unwrap();
+            assert_eq!(again.content, file.content, "{format:?}:\n{text}");
+            assert_eq!(
+                again.content.content_hash().unwrap(),
+                file.content.content_hash().unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn yaml_and_toml_of_the_same_prompt_are_the_same_version() {
+        let yaml = r#"
+name: greet
+model: upstream/gpt-4o-mini
+tags: [support, en]
+system: You are terse.
+user: "Hello {{ who }}"
+variables:
+  - name: who
+    type: string
+generation:
+  temperature: 0.2
+  max_tokens: 100
+output_schema:
+  type: object
+"#;
+        let from_toml = parse_prompt_file(Path::new("greet.toml"), SAMPLE).unwrap();
+        let from_yaml = parse_prompt_file(Path::new("greet.yml"), yaml).unwrap();
+        assert_eq!(from_yaml.content, from_toml.content);
+    }
+
+    #[test]
+    fn yaml_errors_name_the_file_and_problem() {
+        let cases = [
+            ("user: [1, 2]", "invalid type"),
+            ("system: only", "missing the prompt"),
+            (
+                "user: x\ngeneration:\n  temprature: 1",
+                "generation.temprature",
+            ),
+            ("user: x\ngeneration:\n  temperature: 9", "temperature"),
+            ("user: x\nbogus: 1", "bogus"),
+            ("user: x\n  - : :", "greet.yaml"),
+        ];
+        for (text, needle) in cases {
+            let err = parse_prompt_file(Path::new("dir/greet.yaml"), text).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.starts_with("dir/greet.yaml"), "{msg}");
+            assert!(msg.contains(needle), "{text:?}: {msg}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::audit::{AuditEntry, ChainVerification, verify_chain};
 use crate::diff::{VersionDiff, diff_versions};
 use crate::error::{RegistryError, Result};
 use crate::experiment::{AnalysisConfig, Experiment, ExperimentArm, ExperimentReport, analyze};
-use crate::files::{read_prompt_dir, write_prompt_file};
+use crate::files::{FileFormat, read_prompt_dir, write_prompt_file};
 use crate::metrics::{Outcome, VersionMetrics};
 use crate::rollback::{CanaryVerdict, RollbackPolicy};
 use crate::routing::{
@@ -586,10 +586,12 @@ impl Registry {
         Ok(report)
     }
 
-    /// Writes each prompt's production version (its latest when it has none) to `DIR/NAME.toml`.
+    /// Writes each prompt's production version (its latest when it has none) to `DIR/NAME.toml`
+    /// (or `.yaml`).
     pub async fn export_dir(
         &self,
         dir: &Path,
+        format: FileFormat,
     ) -> Result<Vec<(String, Version, std::path::PathBuf)>> {
         std::fs::create_dir_all(dir).map_err(|source| RegistryError::Io {
             path: dir.to_owned(),
@@ -603,7 +605,7 @@ impl Registry {
                 .cloned()
                 .unwrap_or(summary.latest);
             let found = self.get(&format!("{}@{version}", summary.name)).await?;
-            let path = write_prompt_file(dir, &found.name, &found.content)?;
+            let path = write_prompt_file(dir, &found.name, &found.content, format)?;
             written.push((found.name, found.version, path));
         }
         Ok(written)

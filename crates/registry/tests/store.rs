@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use promptops_core::template::{VarType, VariableSpec};
 use promptops_registry::experiment::{AnalysisConfig, ExperimentArm};
-use promptops_registry::live::{refresh_router, spawn_canary_monitor};
+use promptops_registry::files::FileFormat;
+use promptops_registry::live::{refresh_router, spawn_canary_monitor, spawn_router_refresh};
 use promptops_registry::metrics::Outcome;
 use promptops_registry::rollback::{CanaryVerdict, RollbackPolicy};
 use promptops_registry::routing::{Arm, Router};
@@ -661,11 +662,37 @@ async fn sync_and_export(backend: common::Backend) {
     let report = reg.sync_dir(dir.path(), "ci").await.unwrap();
     assert_eq!(report.created, vec![("greet".to_owned(), v(1, 0, 1))]);
 
-    let out = tempfile::tempdir().unwrap();
-    let written = reg.export_dir(out.path()).await.unwrap();
-    assert_eq!(written.len(), 2);
-    let report = reg.sync_dir(out.path(), "ci").await.unwrap();
-    assert_eq!((report.created.len(), report.unchanged.len()), (0, 2));
+    for format in [FileFormat::Toml, FileFormat::Yaml] {
+        let out = tempfile::tempdir().unwrap();
+        let written = reg.export_dir(out.path(), format).await.unwrap();
+        assert_eq!(written.len(), 2);
+        assert!(
+            written
+                .iter()
+                .all(|(_, _, path)| FileFormat::of_path(path) == Some(format))
+        );
+        let report = reg.sync_dir(out.path(), "ci").await.unwrap();
+        assert_eq!(
+            (report.created.len(), report.unchanged.len()),
+            (0, 2),
+            "{format:?}"
+        );
+    }
+    // A YAML file whose content changed is a new version; a malformed one changes nothing.
+    std::fs::write(
+        dir.path().join("greet.yaml"),
+        "name: greet\nuser: \"Howdy {{ who }}\"\nvariables:\n  - { name: who, type: string }\n",
+    )
+    .unwrap();
+    std::fs::remove_file(dir.path().join("greet.toml")).unwrap();
+    std::fs::write(dir.path().join("bad.yml"), "user: [unclosed").unwrap();
+    let revision = backend.store.revision().await.unwrap();
+    let err = reg.sync_dir(dir.path(), "ci").await.unwrap_err();
+    assert!(err.to_string().contains("bad.yml"), "{err}");
+    assert_eq!(backend.store.revision().await.unwrap(), revision);
+    std::fs::remove_file(dir.path().join("bad.yml")).unwrap();
+    let report = reg.sync_dir(dir.path(), "ci").await.unwrap();
+    assert_eq!(report.created, vec![("greet".to_owned(), v(1, 0, 2))]);
     let rendered = reg
         .render("greet", json!({"who": "Ann"}).as_object().unwrap())
         .await
@@ -673,3 +700,56 @@ async fn sync_and_export(backend: common::Backend) {
     assert_eq!(rendered.1.len(), 1);
 }
 on_both_backends!(sync_and_export_, sync_and_export);
+
+/// On PostgreSQL a replica's router follows another replica's change at once through
+/// LISTEN/NOTIFY: the poll interval here is an hour, so only a pushed notice can explain it.
+/// SQLite has no notices and says so.
+async fn replicas_follow_changes_without_polling(backend: common::Backend) {
+    if backend.kind == common::Kind::Sqlite {
+        assert!(backend.store.change_feed().await.unwrap().is_none());
+        return;
+    }
+    let reg = backend.registry();
+    three_versions(&reg).await;
+    let replica = backend.reopen().await;
+    let router = Arc::new(Router::default());
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let task = spawn_router_refresh(
+        Arc::clone(&replica),
+        Arc::clone(&router),
+        Duration::from_secs(3600),
+        stop,
+        |err| panic!("refresh failed: {err}"),
+    );
+    let wait_for = |want: Arm| {
+        let router = Arc::clone(&router);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while router.resolve("greet", "x").map(|r| r.arm) != Some(want) {
+                assert!(Instant::now() < deadline, "router never saw {want:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_for(Arm::Latest).await;
+    // A notice for another registry (schema) in the same database is not ours.
+    let other = common::Backend::new(common::Kind::Postgres).await;
+    three_versions(&other.registry()).await;
+    reg.deploy("greet", &v(1, 0, 0), 0.05, "ann", None)
+        .await
+        .unwrap();
+    reg.deploy("greet", &v(1, 0, 1), 1.0, "ann", None)
+        .await
+        .unwrap();
+    wait_for(Arm::Candidate).await;
+    reg.rollback("greet", None, "ann", Some("notify"))
+        .await
+        .unwrap();
+    wait_for(Arm::Stable).await;
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+}
+on_both_backends!(
+    replicas_follow_changes_without_polling_,
+    replicas_follow_changes_without_polling
+);

@@ -321,8 +321,10 @@ impl Runtime {
         Ok(batch.len())
     }
 
-    /// Spawns the background tasks: routing-table refresh and metrics flush every `interval`,
-    /// until `stop` turns true (a last flush happens then). Errors go to `on_error`.
+    /// Spawns the background tasks until `stop` turns true: the routing-table refresh (at once on
+    /// the store's change notices where it pushes them, PostgreSQL, and every `interval` in any
+    /// case) and the metrics flush every `interval` (a last flush happens at stop). Errors go to
+    /// `on_error`.
     pub fn spawn_background(
         &self,
         interval: Duration,
@@ -330,15 +332,23 @@ impl Runtime {
         on_error: impl Fn(&RuntimeError) + Send + Sync + 'static,
     ) -> JoinHandle<()> {
         let runtime = self.clone();
+        let on_error = Arc::new(on_error);
+        let refresh = self.inner.prompts.as_ref().map(|prompts| {
+            let on_error = Arc::clone(&on_error);
+            promptops_registry::live::spawn_router_refresh(
+                Arc::clone(prompts.registry.store()),
+                Arc::clone(&prompts.routes),
+                interval,
+                stop.clone(),
+                move |error| on_error(&RuntimeError::Registry(Box::new(error))),
+            )
+        });
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = ticker.tick() => {
-                        if let Err(error) = runtime.refresh_routes().await {
-                            on_error(&error);
-                        }
                         if let Err(error) = runtime.flush_metrics().await {
                             on_error(&error);
                         }
@@ -352,6 +362,9 @@ impl Runtime {
                         }
                     }
                 }
+            }
+            if let Some(refresh) = refresh {
+                let _ = refresh.await;
             }
         })
     }

@@ -147,6 +147,59 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn revision(&self) -> Result<i64>;
     /// A routing snapshot of every prompt.
     async fn routing_table(&self) -> Result<RoutingTable>;
+    /// Pushed notice of committed changes where the backend has it (PostgreSQL LISTEN/NOTIFY),
+    /// so routers reload at once instead of at their next poll; `None` means poll only.
+    async fn change_feed(&self) -> Result<Option<ChangeFeed>>;
+}
+
+/// Pushed notices of registry changes: a dedicated PostgreSQL connection listening on the
+/// channel the `audit_log` trigger notifies.
+pub struct ChangeFeed {
+    listener: sqlx::postgres::PgListener,
+    schema: String,
+}
+
+impl fmt::Debug for ChangeFeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChangeFeed")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The channel the `audit_log` trigger notifies (payload `SCHEMA:SEQ`).
+pub(crate) const CHANGE_CHANNEL: &str = "promptops_registry";
+
+impl ChangeFeed {
+    pub(crate) fn new(listener: sqlx::postgres::PgListener, schema: String) -> ChangeFeed {
+        ChangeFeed { listener, schema }
+    }
+
+    /// Waits for the next change to this registry's schema. Also returns when the connection
+    /// dropped and will be re-established, since a notice may have been missed then: either way
+    /// the caller should re-read the revision. Errors when the database cannot be reached.
+    pub async fn changed(&mut self) -> Result<()> {
+        loop {
+            let notice =
+                self.listener
+                    .try_recv()
+                    .await
+                    .map_err(|source| RegistryError::Database {
+                        operation: "wait for change notifications",
+                        source,
+                    })?;
+            let Some(notice) = notice else {
+                return Ok(());
+            };
+            if notice
+                .payload()
+                .rsplit_once(':')
+                .is_some_and(|(schema, _)| schema == self.schema)
+            {
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// Opens (and migrates) the store a URL names: `sqlite:PATH` / `sqlite://PATH` or

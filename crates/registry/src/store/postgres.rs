@@ -3,16 +3,18 @@
 
 use std::str::FromStr;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::redact_url;
+use super::{CHANGE_CHANNEL, ChangeFeed, redact_url};
 use crate::error::{RegistryError, Result};
 
 /// The registry on a PostgreSQL database (in the connection's `search_path` schema).
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// The schema the tables live in: change notices from other schemas are not ours.
+    schema: String,
 }
 
 impl PostgresStore {
@@ -38,7 +40,25 @@ impl PostgresStore {
                 source,
             })?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PostgresStore { pool })
+        let schema = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(&pool)
+            .await
+            .map_err(|source| RegistryError::Database {
+                operation: "read the current schema",
+                source,
+            })?;
+        Ok(PostgresStore { pool, schema })
+    }
+
+    /// A dedicated connection LISTENing for the `audit_log` trigger's notices.
+    async fn open_change_feed(&self) -> Result<Option<ChangeFeed>> {
+        let listen = |source| RegistryError::Database {
+            operation: "listen for change notifications",
+            source,
+        };
+        let mut listener = PgListener::connect_with(&self.pool).await.map_err(listen)?;
+        listener.listen(CHANGE_CHANNEL).await.map_err(listen)?;
+        Ok(Some(ChangeFeed::new(listener, self.schema.clone())))
     }
 
     /// The connection pool (for tests and tools that inspect the tables).

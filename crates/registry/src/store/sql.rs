@@ -886,6 +886,10 @@ macro_rules! impl_sql_store {
                     .collect()
             }
 
+            async fn change_feed(&self) -> Result<Option<crate::store::ChangeFeed>> {
+                self.open_change_feed().await
+            }
+
             async fn revision(&self) -> Result<i64> {
                 sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_log")
                     .fetch_one(&self.pool)

@@ -46,6 +46,11 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// SQLite has no way to push changes to other processes: readers poll the revision.
+    async fn open_change_feed(&self) -> Result<Option<super::ChangeFeed>> {
+        Ok(None)
+    }
+
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
         self.pool
             .begin_with("BEGIN IMMEDIATE")
