@@ -17,14 +17,23 @@ shift || true
 connections=("$@")
 [ ${#connections[@]} -gt 0 ] || connections=(1 8 32 128)
 
-cargo build --release --quiet -p promptops-cli -p promptops-gateway --example mock_upstream
+cargo build --release --quiet -p promptops-cli
+cargo build --release --quiet -p promptops-gateway --example mock_upstream
 work=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+# Waits for process $2 to listen on port $1 (fails at once if the process died).
+wait_port() {
+  for _ in $(seq 400); do
+    kill -0 "$2" 2>/dev/null || { echo "bench-gateway: process $2 exited before listening on $1" >&2; exit 1; }
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "bench-gateway: port $1 never opened" >&2; exit 1
+}
 # CPU seconds (user + system) a process has used so far.
 cpu_of() { awk -v tck="$(getconf CLK_TCK)" '{ printf "%.4f", ($14 + $15) / tck }' "/proc/$1/stat"; }
 
@@ -42,10 +51,10 @@ kind = "openai"
 base_url = "http://127.0.0.1:$upstream_port/v1"
 TOML
 PROMPTOPS_LOG=off target/release/promptops --database-url "sqlite://$work/registry.db" \
-  --config "$work/promptops.toml" serve 2>/dev/null &
+  --config "$work/promptops.toml" serve 2>"$work/gateway.log" &
 gateway_pid=$!; pids+=("$gateway_pid")
-wait_port "$upstream_port"
-wait_port "$gateway_port"
+wait_port "$upstream_port" "$upstream_pid"
+wait_port "$gateway_port" "$gateway_pid"
 
 cat > "$work/post.lua" <<'LUA'
 wrk.method = "POST"

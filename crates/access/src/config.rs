@@ -7,6 +7,7 @@
 //! role = "user"                    # or "admin"
 //! models = ["gpt-4o-mini", "prompt:*"]   # optional; absent = every model
 //! requests_per_minute = 60         # optional
+//! user_requests_per_minute = 10    # optional: per end user (the request's `user` field)
 //! tokens_per_minute = 100000       # optional
 //! budget_usd = 25.0                # optional
 //!
@@ -45,6 +46,10 @@ pub struct KeyEntry {
     /// Requests per minute (absent = unlimited).
     #[serde(default)]
     pub requests_per_minute: Option<u32>,
+    /// Requests per minute for each end user of this key, told apart by the request's `user`
+    /// field (requests without one share a single bucket); absent = no per-user limit.
+    #[serde(default)]
+    pub user_requests_per_minute: Option<u32>,
     /// Tokens per minute (absent = unlimited).
     #[serde(default)]
     pub tokens_per_minute: Option<u64>,

@@ -68,10 +68,21 @@ pub struct ApiKey {
     pub models: Option<Vec<ModelPattern>>,
     /// Rate limits and budget.
     pub limits: Limits,
+    /// Requests per minute per end user of the key (`None` = no per-user limit).
+    pub user_requests_per_minute: Option<u32>,
     digest: [u8; 32],
 }
 
 impl ApiKey {
+    /// The limiter bucket of end user `user` of this key: the user id is hashed so that ids
+    /// (often emails) never reach the limiter's store.
+    pub fn user_bucket(&self, user: Option<&str>) -> String {
+        match user {
+            Some(user) => format!("{}/user/{}", self.name, &crate::sha256_hex(user)[..32]),
+            None => format!("{}/user/-", self.name),
+        }
+    }
+
     /// Whether this key may call `model` (a model/route name or `prompt:NAME`).
     pub fn allows_model(&self, model: &str) -> bool {
         match &self.models {
@@ -187,6 +198,12 @@ impl KeyStore {
                     "must be at least 1",
                 ));
             }
+            if e.user_requests_per_minute == Some(0) {
+                return Err(config_error(
+                    key("user_requests_per_minute"),
+                    "must be at least 1",
+                ));
+            }
             if e.tokens_per_minute == Some(0) {
                 return Err(config_error(key("tokens_per_minute"), "must be at least 1"));
             }
@@ -207,6 +224,7 @@ impl KeyStore {
                     tokens_per_minute: e.tokens_per_minute,
                     budget_usd: e.budget_usd,
                 },
+                user_requests_per_minute: e.user_requests_per_minute,
                 digest,
             };
             if by_digest.insert(digest, Arc::new(api_key)).is_some() {

@@ -159,6 +159,57 @@ async fn serves_the_embedded_model_and_registry_prompts() {
             .is_empty()
     );
 
+    // Streamed with logprobs: the chunks carry OpenAI's `logprobs.content` entries, whose
+    // tokens spell the streamed text.
+    let streamed = client
+        .post(format!("{}/v1/chat/completions", server.base))
+        .json(&json!({
+            "model": "local/smollm2-135m",
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "max_tokens": 8,
+            "temperature": 0,
+            "stream": true,
+            "logprobs": true,
+            "top_logprobs": 2,
+        }))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (mut text, mut spelled, mut entries) = (String::new(), String::new(), 0);
+    for event in streamed
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+    {
+        if event == "[DONE]" {
+            break;
+        }
+        let chunk: Value = serde_json::from_str(event).unwrap();
+        let choice = &chunk["choices"][0];
+        text.push_str(choice["delta"]["content"].as_str().unwrap_or_default());
+        for entry in choice["logprobs"]["content"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            entries += 1;
+            spelled.push_str(entry["token"].as_str().unwrap());
+            assert!(entry["logprob"].as_f64().unwrap() <= 0.0, "{entry}");
+            assert_eq!(
+                entry["top_logprobs"].as_array().unwrap().len(),
+                2,
+                "{entry}"
+            );
+        }
+    }
+    assert!(entries > 0, "no logprobs in {streamed}");
+    assert!(
+        spelled.starts_with(&text) || text.starts_with(&spelled),
+        "tokens {spelled:?} vs text {text:?}"
+    );
+
     let response = client
         .post(format!("{}/v1/chat/completions", server.base))
         .json(&json!({"model": "prompt:capital", "prompt_variables": {}}))

@@ -525,7 +525,8 @@ impl PromptTemplate {
         if self.unknown == UnknownVariables::Allow {
             return Ok(());
         }
-        let names: Vec<String> = vars.keys().filter(|n| !self.knows(n)).cloned().collect();
+        let mut names: Vec<String> = vars.keys().filter(|n| !self.knows(n)).cloned().collect();
+        names.sort();
         if names.is_empty() {
             return Ok(());
         }
@@ -641,11 +642,12 @@ impl ChatTemplate {
         else {
             return Ok(());
         };
-        let names: Vec<String> = vars
+        let mut names: Vec<String> = vars
             .keys()
             .filter(|name| !self.messages.iter().any(|(_, t)| t.knows(name)))
             .cloned()
             .collect();
+        names.sort();
         if names.is_empty() {
             return Ok(());
         }

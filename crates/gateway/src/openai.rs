@@ -85,11 +85,13 @@ fn count_error(metrics: &GatewayMetrics, error: &RuntimeError) {
     }
 }
 
-/// Checks the caller's key: allowed model, request rate, token rate, budget.
+/// Checks the caller's key: allowed model, the end user's request rate (when the key limits
+/// users), the key's request rate, token rate, budget.
 async fn admit(
     state: &AppState,
     caller: &Caller,
     model: &str,
+    user: Option<&str>,
     estimated_tokens: u64,
 ) -> Result<(), GatewayError> {
     let Some(key) = &caller.0 else {
@@ -117,6 +119,26 @@ async fn admit(
             retry_after: wait.unwrap_or(Duration::from_secs(1)),
         }
     };
+    if let Some(per_user) = key.user_requests_per_minute {
+        let user_limits = promptops_access::Limits {
+            requests_per_minute: Some(per_user),
+            ..promptops_access::Limits::default()
+        };
+        let decision = limiter
+            .check_request(&key.user_bucket(user), &user_limits)
+            .await
+            .map_err(GatewayError::Limiter)?;
+        if !decision.allowed {
+            return Err(limited(
+                "user_rate_limit_exceeded",
+                format!(
+                    "this end user of key `{}` exceeded its requests per minute",
+                    key.name
+                ),
+                decision.retry_after,
+            ));
+        }
+    }
     let decision = limiter
         .check_request(&key.name, &key.limits)
         .await
@@ -190,7 +212,12 @@ pub async fn chat_completions(
     }
     let estimate = u64::try_from(bytes.len() / 4).unwrap_or(u64::MAX)
         + u64::from(parsed.request.generation.max_tokens().unwrap_or(0));
-    admit(&state, &caller, &parsed.model, estimate).await?;
+    let user = parsed
+        .request
+        .extra
+        .get("user")
+        .and_then(serde_json::Value::as_str);
+    admit(&state, &caller, &parsed.model, user, estimate).await?;
     let cacheable = cacheable_body(&state, &parsed, &bytes);
     let cache_key = cacheable.as_ref().map(promptops_cache::CacheKey::of);
     if let (Some(key), Some((cache, _))) = (&cache_key, state.cache()) {
@@ -524,6 +551,15 @@ fn completion_deltas(completion: &serde_json::Value) -> Vec<StreamDelta> {
                 text: text.to_owned(),
             });
         }
+        if let Some(content) = choice["logprobs"]["content"]
+            .as_array()
+            .filter(|content| !content.is_empty())
+        {
+            deltas.push(StreamDelta::Logprobs {
+                choice: index,
+                content: content.clone(),
+            });
+        }
         for (position, call) in message["tool_calls"]
             .as_array()
             .into_iter()
@@ -677,7 +713,8 @@ pub async fn embeddings(
     let bytes = json_bytes(&state, &headers, body)?;
     let parsed = wire::parse_embeddings(&bytes)?;
     let estimate = u64::try_from(bytes.len() / 4).unwrap_or(u64::MAX);
-    admit(&state, &caller, &parsed.model, estimate).await?;
+    let user = parsed.extra.get("user").and_then(serde_json::Value::as_str);
+    admit(&state, &caller, &parsed.model, user, estimate).await?;
     let outcome = state
         .runtime()
         .embed(EmbedCall {

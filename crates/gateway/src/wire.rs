@@ -411,6 +411,7 @@ impl ChunkEncoder {
         let choice_index = match delta {
             StreamDelta::Text { choice, .. }
             | StreamDelta::ToolCall { choice, .. }
+            | StreamDelta::Logprobs { choice, .. }
             | StreamDelta::Finish { choice, .. } => Some(*choice),
             StreamDelta::Usage(_) => None,
         };
@@ -463,6 +464,18 @@ impl ChunkEncoder {
                         json!({"tool_calls": [Value::Object(call)]}),
                         None,
                     )],
+                    None,
+                ));
+            }
+            StreamDelta::Logprobs { choice, content } => {
+                // Its own chunk with an empty delta: clients merge `logprobs.content` lists.
+                out.push(self.chunk(
+                    vec![json!({
+                        "index": choice,
+                        "delta": {},
+                        "logprobs": {"content": content},
+                        "finish_reason": null,
+                    })],
                     None,
                 ));
             }

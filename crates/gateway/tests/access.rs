@@ -188,3 +188,49 @@ ttl_seconds = 60
     let limited = error_of(send(&a, other).await.unwrap(), 429).await;
     assert_eq!(limited["code"], "rate_limit_exceeded");
 }
+
+/// `user_requests_per_minute` limits each end user of a key (the request's `user` field)
+/// separately, under the key's own limit.
+#[tokio::test]
+async fn end_users_of_a_key_are_limited_separately() {
+    let config = format!(
+        r#"
+[[keys]]
+name = "app"
+key_sha256 = "{key}"
+role = "user"
+requests_per_minute = 100
+user_requests_per_minute = 2
+"#,
+        key = sha256_hex("po-app-secret"),
+    );
+    let gw = start(&config, false).await;
+    let send = |user: Option<&str>| {
+        let mut body =
+            json!({"model": "up/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]});
+        if let Some(user) = user {
+            body["user"] = json!(user);
+        }
+        gw.client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth("po-app-secret")
+            .json(&body)
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(send(Some("alice@example.com")).await.unwrap().status(), 200);
+    }
+    let limited = send(Some("alice@example.com")).await.unwrap();
+    assert!(limited.headers().get("retry-after").is_some());
+    let error = error_of(limited, 429).await;
+    assert_eq!(error["code"], "user_rate_limit_exceeded");
+    assert!(
+        !error["message"].as_str().unwrap().contains("alice"),
+        "the user id is not echoed: {error}"
+    );
+    // Another user of the same key, and requests without a user, have their own buckets.
+    assert_eq!(send(Some("bob@example.com")).await.unwrap().status(), 200);
+    assert_eq!(send(None).await.unwrap().status(), 200);
+    assert_eq!(send(None).await.unwrap().status(), 200);
+    error_of(send(None).await.unwrap(), 429).await;
+}

@@ -417,6 +417,17 @@ fn decode_choice(choice_index: u32, choice: &Value, deltas: &mut Vec<StreamDelta
             text: text.to_owned(),
         });
     }
+    if let Some(content) = choice
+        .get("logprobs")
+        .and_then(|logprobs| logprobs.get("content"))
+        .and_then(Value::as_array)
+        .filter(|content| !content.is_empty())
+    {
+        deltas.push(StreamDelta::Logprobs {
+            choice: choice_index,
+            content: content.clone(),
+        });
+    }
     let calls = delta
         .and_then(|delta| delta.get("tool_calls"))
         .and_then(Value::as_array);
@@ -638,6 +649,26 @@ mod tests {
                 name: Some("f".into()),
                 arguments: String::new()
             }]
+        );
+        let deltas = decoder
+            .decode(event(
+                r#"{"choices":[{"index":0,"delta":{"content":"Hi"},"logprobs":{"content":[{"token":"Hi","logprob":-0.1,"bytes":[72,105],"top_logprobs":[]}]},"finish_reason":null}]}"#,
+            ))
+            .unwrap();
+        assert_eq!(
+            deltas,
+            vec![
+                StreamDelta::Text {
+                    choice: 0,
+                    text: "Hi".into()
+                },
+                StreamDelta::Logprobs {
+                    choice: 0,
+                    content: vec![serde_json::json!(
+                        {"token":"Hi","logprob":-0.1,"bytes":[72,105],"top_logprobs":[]}
+                    )]
+                }
+            ]
         );
         let deltas = decoder
             .decode(event(

@@ -223,6 +223,47 @@ pub struct ChatResponse {
 }
 
 impl ChatResponse {
+    /// The deltas a stream of this response would have carried (to replay a whole answer as a
+    /// stream): per choice its text, logprobs, tool calls and finish; then the usage.
+    pub fn to_deltas(&self) -> Vec<StreamDelta> {
+        let mut deltas = Vec::new();
+        for choice in &self.choices {
+            let text = choice.message.text();
+            if !text.is_empty() {
+                deltas.push(StreamDelta::Text {
+                    choice: choice.index,
+                    text,
+                });
+            }
+            if let Some(Value::Array(content)) = choice
+                .logprobs
+                .as_ref()
+                .and_then(|logprobs| logprobs.get("content"))
+                && !content.is_empty()
+            {
+                deltas.push(StreamDelta::Logprobs {
+                    choice: choice.index,
+                    content: content.clone(),
+                });
+            }
+            for (index, call) in choice.message.tool_calls.iter().enumerate() {
+                deltas.push(StreamDelta::ToolCall {
+                    choice: choice.index,
+                    index: u32::try_from(index).unwrap_or(u32::MAX),
+                    id: Some(call.id.clone()),
+                    name: Some(call.function.name.clone()),
+                    arguments: call.function.arguments.clone(),
+                });
+            }
+            deltas.push(StreamDelta::Finish {
+                choice: choice.index,
+                reason: choice.finish_reason.clone(),
+            });
+        }
+        deltas.push(StreamDelta::Usage(self.usage));
+        deltas
+    }
+
     /// The first choice's message, if there is a choice.
     pub fn message(&self) -> Option<&Message> {
         self.choices.first().map(|choice| &choice.message)
@@ -270,6 +311,15 @@ pub enum StreamDelta {
         /// A piece of the JSON arguments string.
         arguments: String,
     },
+    /// Log probabilities of tokens of choice `choice` streamed so far: entries of OpenAI's
+    /// `logprobs.content` array (`{token, logprob, bytes, top_logprobs}`), sent after the text
+    /// they describe.
+    Logprobs {
+        /// Choice index.
+        choice: u32,
+        /// One entry per token.
+        content: Vec<Value>,
+    },
     /// Usage of the whole request (once, usually last).
     Usage(Usage),
     /// Choice `choice` is complete.
@@ -294,6 +344,7 @@ struct AccumulatedChoice {
     text: Option<String>,
     tool_calls: Vec<ToolCall>,
     finish_reason: Option<FinishReason>,
+    logprobs: Vec<Value>,
 }
 
 impl StreamAccumulator {
@@ -331,6 +382,10 @@ impl StreamAccumulator {
                 }
                 call.function.arguments.push_str(arguments);
             }
+            StreamDelta::Logprobs { choice, content } => self
+                .choice(*choice)
+                .logprobs
+                .extend(content.iter().cloned()),
             StreamDelta::Usage(usage) => self.usage = Some(*usage),
             StreamDelta::Finish { choice, reason } => {
                 self.choice(*choice).finish_reason = Some(reason.clone());
@@ -381,7 +436,8 @@ impl StreamAccumulator {
                     ..assistant_message(choice.text)
                 },
                 finish_reason: choice.finish_reason.unwrap_or(FinishReason::Stop),
-                logprobs: None,
+                logprobs: (!choice.logprobs.is_empty())
+                    .then(|| serde_json::json!({ "content": choice.logprobs })),
             })
             .collect();
         ChatResponse {

@@ -10,6 +10,8 @@
 //!
 //! `cargo bench -p promptops-local --bench generate` (env: `BENCH_THREADS`, default all cores;
 //! `BENCH_ROUNDS`, default 5). Prints one table; each figure is the median over the rounds.
+//! With `BENCH_JSON=1` it also prints one `BENCH_JSON {...}` line with the per-round figures
+//! (scripts/bench-local-reference.sh compares them with llama-cpp-python).
 //! A plain harness rather than criterion: one generation takes about a second, and the figures
 //! wanted are rates that llama.cpp's reference script reports the same way.
 
@@ -56,6 +58,7 @@ fn main() {
                      small language models on modest hardware. ";
     let mut prompt_rates = Vec::new();
     let mut prompt_tokens = 0;
+    let mut prompt_counts = Vec::new();
     for round in 0..rounds {
         let mut request = ChatRequest::text(format!("Round {round}. {}", paragraph.repeat(14)));
         request.sampling = Sampling::greedy();
@@ -63,6 +66,7 @@ fn main() {
         let generation = chat.generate_blocking(request).unwrap();
         // Only the uncached tokens were evaluated (the shared "Round" prefix is reused).
         prompt_tokens = generation.usage.prompt_tokens - generation.usage.cached_tokens;
+        prompt_counts.push(prompt_tokens);
         prompt_rates.push(rate(prompt_tokens, generation.timings.prompt));
     }
 
@@ -78,9 +82,17 @@ fn main() {
     let mut generation_rates = Vec::new();
     let mut first_token = Vec::new();
     let mut generated = 0;
+    let mut generated_counts = Vec::new();
+    let mut story_prompt_tokens = 0;
+    let mut greedy_text = String::new();
     for round in 0..rounds {
         let generation = chat.generate_blocking(story(round)).unwrap();
         generated = generation.usage.completion_tokens;
+        generated_counts.push(generated);
+        story_prompt_tokens = generation.usage.prompt_tokens;
+        if round == 0 {
+            greedy_text.clone_from(&generation.text);
+        }
         generation_rates.push(rate(
             generation.usage.completion_tokens,
             generation.timings.generation,
@@ -101,6 +113,7 @@ fn main() {
     });
     let mut constrained_rates = Vec::new();
     let mut constrained_tokens = 0;
+    let mut constrained_counts = Vec::new();
     for round in 0..rounds {
         let mut request = story(round);
         request.sampling = Sampling {
@@ -111,12 +124,14 @@ fn main() {
         request.constraint = Some(Constraint::JsonSchema(schema.clone()));
         let generation = chat.generate_blocking(request).unwrap();
         constrained_tokens = generation.usage.completion_tokens;
+        constrained_counts.push(constrained_tokens);
         constrained_rates.push(rate(
             generation.usage.completion_tokens,
             generation.timings.generation,
         ));
     }
     let mut unconstrained_sampled = Vec::new();
+    let mut sampled_counts = Vec::new();
     for round in 0..rounds {
         let mut request = story(round);
         request.sampling = Sampling {
@@ -125,12 +140,35 @@ fn main() {
             ..Sampling::default()
         };
         let generation = chat.generate_blocking(request).unwrap();
+        sampled_counts.push(generation.usage.completion_tokens);
         unconstrained_sampled.push(rate(
             generation.usage.completion_tokens,
             generation.timings.generation,
         ));
     }
 
+    let json_line = std::env::var_os("BENCH_JSON")
+        .is_some_and(|v| v == "1")
+        .then(|| {
+            serde_json::json!({
+                "engine": "promptops",
+                "threads": threads,
+                "rounds": rounds,
+                "load_ms": load.as_secs_f64() * 1000.0,
+                "prompt_tok_s": prompt_rates,
+                "prompt_tokens": prompt_counts,
+                "gen_tok_s": generation_rates,
+                "gen_tokens": generated_counts,
+                "ttft_ms": first_token,
+                "sampled_tok_s": unconstrained_sampled,
+                "sampled_tokens": sampled_counts,
+                "constrained_tok_s": constrained_rates,
+                "constrained_tokens": constrained_counts,
+                "story_prompt_tokens": story_prompt_tokens,
+                "greedy_text": greedy_text,
+                "schema": schema.to_string(),
+            })
+        });
     let prompt_rate = median(prompt_rates);
     let generation_rate = median(generation_rates);
     let sampled_rate = median(unconstrained_sampled);
@@ -153,4 +191,7 @@ fn main() {
         "| generation, JSON-schema constrained t=0.7 ({constrained_tokens} tokens) | {constrained_rate:.0} tok/s |"
     );
     println!("| constrained overhead per token | {overhead_ms:.2} ms |");
+    if let Some(line) = json_line {
+        println!("BENCH_JSON {line}");
+    }
 }

@@ -197,10 +197,21 @@ pub enum Constraint {
         /// The start rule, usually `root`.
         root: String,
     },
+    /// The whole output matches a regular expression (Rust `regex` syntax), enforced by
+    /// llguidance's lexer over the model's token trie.
+    Regex(String),
+}
+
+/// A constraint ready for the sampler chain: a GBNF grammar for llama.cpp's grammar sampler, or
+/// an llguidance matcher.
+enum CompiledConstraint {
+    Gbnf { gbnf: String, root: String },
+    Guidance(Box<llguidance::Matcher>),
 }
 
 impl Constraint {
-    /// The GBNF grammar and its root rule.
+    /// The GBNF grammar and its root rule (JSON schemas and grammars; a regex has no GBNF form
+    /// here: it is compiled by llguidance).
     pub fn to_gbnf(&self) -> Result<(String, String)> {
         match self {
             Constraint::JsonSchema(schema) => {
@@ -214,6 +225,10 @@ impl Constraint {
                 Ok((gbnf, "root".to_owned()))
             }
             Constraint::Grammar { gbnf, root } => Ok((gbnf.clone(), root.clone())),
+            Constraint::Regex(_) => Err(LocalError::Constraint {
+                kind: "regex",
+                reason: "a regex is compiled by llguidance, not to GBNF".to_owned(),
+            }),
         }
     }
 
@@ -221,6 +236,35 @@ impl Constraint {
         match self {
             Constraint::JsonSchema(_) => "json_schema",
             Constraint::Grammar { .. } => "grammar",
+            Constraint::Regex(_) => "regex",
+        }
+    }
+
+    /// Compiles for `model`, checking it the way the sampler will use it, so that a bad schema,
+    /// grammar or regex is an error of the call rather than of the stream.
+    fn compile(&self, shared: &Shared) -> Result<CompiledConstraint> {
+        let invalid = |reason: String| LocalError::Constraint {
+            kind: self.kind(),
+            reason,
+        };
+        match self {
+            Constraint::Regex(pattern) => {
+                let factory = shared.guidance_factory().map_err(invalid)?;
+                let parser = factory
+                    .create_parser(llguidance::api::TopLevelGrammar::from_regex(pattern))
+                    .map_err(|error| invalid(error.to_string()))?;
+                let matcher = llguidance::Matcher::new(Ok(parser));
+                if let Some(error) = matcher.get_error() {
+                    return Err(invalid(error));
+                }
+                Ok(CompiledConstraint::Guidance(Box::new(matcher)))
+            }
+            Constraint::JsonSchema(_) | Constraint::Grammar { .. } => {
+                let (gbnf, root) = self.to_gbnf()?;
+                LlamaSampler::grammar(&shared.model, &gbnf, &root)
+                    .map_err(|error| invalid(error.to_string()))?;
+                Ok(CompiledConstraint::Gbnf { gbnf, root })
+            }
         }
     }
 }
@@ -413,6 +457,7 @@ impl EventSink for std_mpsc::Sender<Result<ChatEvent>> {
 
 struct Job {
     request: ChatRequest,
+    constraint: Option<CompiledConstraint>,
     prompt: String,
     parse_special: bool,
     sink: Box<dyn EventSink>,
@@ -424,6 +469,23 @@ struct Shared {
     template: Option<String>,
     options: ChatOptions,
     jobs: Mutex<Option<std_mpsc::Sender<Job>>>,
+    /// llguidance's parser factory over the model's token trie: walking the vocabulary costs
+    /// a few hundred milliseconds, so it is built on the first regex and kept.
+    guidance: std::sync::OnceLock<std::result::Result<Arc<llguidance::ParserFactory>, String>>,
+}
+
+impl Shared {
+    fn guidance_factory(&self) -> std::result::Result<Arc<llguidance::ParserFactory>, String> {
+        self.guidance
+            .get_or_init(|| {
+                let tok_env = LlamaSampler::llguidance_tok_env(&self.model);
+                let mut factory = llguidance::ParserFactory::new_simple(&tok_env)
+                    .map_err(|error| error.to_string())?;
+                factory.quiet();
+                Ok(Arc::new(factory))
+            })
+            .clone()
+    }
 }
 
 impl Drop for Shared {
@@ -525,6 +587,7 @@ impl LocalChat {
                 template,
                 options,
                 jobs: Mutex::new(Some(job_sender)),
+                guidance: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -590,16 +653,11 @@ impl LocalChat {
 
     fn submit(&self, request: ChatRequest, sink: Box<dyn EventSink>) -> Result<()> {
         request.validate()?;
-        if let Some(constraint) = &request.constraint {
-            // Compile once here so that a bad schema is an error of this call, not of the stream.
-            let (gbnf, root) = constraint.to_gbnf()?;
-            LlamaSampler::grammar(&self.shared.model, &gbnf, &root).map_err(|error| {
-                LocalError::Constraint {
-                    kind: constraint.kind(),
-                    reason: error.to_string(),
-                }
-            })?;
-        }
+        let constraint = request
+            .constraint
+            .as_ref()
+            .map(|constraint| constraint.compile(&self.shared))
+            .transpose()?;
         let (prompt, parse_special) = self.prompt_text(&request)?;
         let jobs = self
             .shared
@@ -612,6 +670,7 @@ impl LocalChat {
         sender
             .send(Job {
                 request,
+                constraint,
                 prompt,
                 parse_special,
                 sink,
@@ -1025,7 +1084,7 @@ fn run_job(
     }
     let prompt_time = prompt_start.elapsed();
 
-    let mut sampler = build_sampler(model, &request)?;
+    let mut sampler = build_sampler(model, &request, job.constraint.take())?;
     let mut output = OutputText::new(&request.stop);
     let mut pending_logprobs: Vec<(usize, TokenLogprob)> = Vec::new();
     let mut first_token = None;
@@ -1126,17 +1185,24 @@ fn emit(
     job.sink.send(Ok(ChatEvent::Delta { text, logprobs }))
 }
 
-fn build_sampler(model: &LlamaModel, request: &ChatRequest) -> Result<LlamaSampler> {
+fn build_sampler(
+    model: &LlamaModel,
+    request: &ChatRequest,
+    constraint: Option<CompiledConstraint>,
+) -> Result<LlamaSampler> {
     let sampling = &request.sampling;
     let mut chain = Vec::new();
-    if let Some(constraint) = &request.constraint {
-        let (gbnf, root) = constraint.to_gbnf()?;
-        chain.push(LlamaSampler::grammar(model, &gbnf, &root).map_err(|error| {
-            LocalError::Constraint {
-                kind: constraint.kind(),
-                reason: error.to_string(),
-            }
-        })?);
+    match constraint {
+        Some(CompiledConstraint::Gbnf { gbnf, root }) => {
+            chain.push(LlamaSampler::grammar(model, &gbnf, &root).map_err(|error| {
+                LocalError::Constraint {
+                    kind: "grammar",
+                    reason: error.to_string(),
+                }
+            })?);
+        }
+        Some(CompiledConstraint::Guidance(matcher)) => chain.push(LlamaSampler::from(*matcher)),
+        None => {}
     }
     if sampling.repetition_penalty.is_some()
         || sampling.frequency_penalty.is_some()

@@ -90,10 +90,10 @@ pub enum LocalError {
         /// minijinja's explanation.
         reason: String,
     },
-    /// The JSON schema or grammar constraint cannot be compiled into a token mask.
+    /// The JSON schema, grammar or regex constraint cannot be compiled into a token mask.
     #[error("cannot compile the {kind} constraint: {reason}")]
     Constraint {
-        /// `json_schema` or `grammar`.
+        /// `json_schema`, `grammar` or `regex`.
         kind: &'static str,
         /// The compiler's reason.
         reason: String,

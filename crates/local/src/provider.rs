@@ -114,6 +114,23 @@ impl LocalProvider {
                     .unwrap_or_else(|| serde_json::json!({ "type": "object" })),
             )),
         };
+        // vLLM's extension field: the whole reply matches a regular expression.
+        let invalid = |reason: &str| LlmError::InvalidRequest {
+            provider: self.name.clone(),
+            reason: reason.to_owned(),
+        };
+        let constraint = match (constraint, request.extra.get("guided_regex")) {
+            (constraint, None) => constraint,
+            (None, Some(serde_json::Value::String(pattern))) => {
+                Some(Constraint::Regex(pattern.clone()))
+            }
+            (None, Some(_)) => return Err(invalid("guided_regex must be a string")),
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "guided_regex and a JSON response_format cannot both constrain one reply",
+                ));
+            }
+        };
         let narrow = |value: Option<f64>| value.map(|v| v as f32);
         let mut sampling = Sampling {
             temperature: narrow(generation.temperature()).unwrap_or(1.0),
@@ -290,8 +307,17 @@ impl Provider for LocalProvider {
         // Dropping the returned stream drops `events`, which cancels the generation.
         let deltas = events.flat_map(move |event| {
             let deltas = match event {
-                Ok(ChatEvent::Delta { text, .. }) => {
-                    vec![Ok(StreamDelta::Text { choice: 0, text })]
+                Ok(ChatEvent::Delta { text, logprobs }) => {
+                    let mut deltas = Vec::with_capacity(2);
+                    if !text.is_empty() {
+                        deltas.push(Ok(StreamDelta::Text { choice: 0, text }));
+                    }
+                    if let Some(serde_json::Value::Array(content)) =
+                        (!logprobs.is_empty()).then(|| openai_logprobs(&logprobs)["content"].take())
+                    {
+                        deltas.push(Ok(StreamDelta::Logprobs { choice: 0, content }));
+                    }
+                    deltas
                 }
                 Ok(ChatEvent::Done {
                     finish_reason,
@@ -384,31 +410,7 @@ fn next_response_id() -> String {
 fn replay(
     response: ChatResponse,
 ) -> impl futures_core::Stream<Item = Result<StreamDelta, LlmError>> {
-    let mut deltas = Vec::new();
-    for choice in &response.choices {
-        let text = choice.message.text();
-        if !text.is_empty() {
-            deltas.push(Ok(StreamDelta::Text {
-                choice: choice.index,
-                text,
-            }));
-        }
-        for (index, call) in choice.message.tool_calls.iter().enumerate() {
-            deltas.push(Ok(StreamDelta::ToolCall {
-                choice: choice.index,
-                index: u32::try_from(index).unwrap_or(u32::MAX),
-                id: Some(call.id.clone()),
-                name: Some(call.function.name.clone()),
-                arguments: call.function.arguments.clone(),
-            }));
-        }
-        deltas.push(Ok(StreamDelta::Finish {
-            choice: choice.index,
-            reason: choice.finish_reason.clone(),
-        }));
-    }
-    deltas.push(Ok(StreamDelta::Usage(response.usage)));
-    futures_util::stream::iter(deltas)
+    futures_util::stream::iter(response.to_deltas().into_iter().map(Ok))
 }
 
 /// Tool calling on a model without native tool support: the tools are described in a system

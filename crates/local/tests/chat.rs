@@ -246,6 +246,41 @@ fn gbnf_grammar_constrains_the_output() {
 }
 
 #[test]
+fn regex_constrains_the_whole_output_with_sampling_too() {
+    let chat = engine();
+    let pattern = r"(yes|no), because [a-z ]{3,30}\.";
+    let whole = regex::Regex::new(&format!("^(?:{pattern})$")).unwrap();
+    let mut request = greedy("Is the sky blue? Answer yes or no, then why.", 40);
+    request.constraint = Some(Constraint::Regex(pattern.to_owned()));
+    let generation = chat.generate_blocking(request.clone()).unwrap();
+    assert!(whole.is_match(&generation.text), "{:?}", generation.text);
+    assert_eq!(generation.finish_reason, FinishReason::Stop);
+    // Sampling at temperature 1 explores other tokens; the mask still holds for every seed.
+    for seed in 1..=3 {
+        let mut sampled = request.clone();
+        sampled.sampling = Sampling {
+            temperature: 1.0,
+            seed: Some(seed),
+            ..Sampling::default()
+        };
+        let generation = chat.generate_blocking(sampled).unwrap();
+        assert!(
+            whole.is_match(&generation.text),
+            "seed {seed}: {:?}",
+            generation.text
+        );
+    }
+    // A regex that does not parse is an error of the call, naming the constraint kind.
+    let mut bad = greedy("hi", 5);
+    bad.constraint = Some(Constraint::Regex("(unclosed".to_owned()));
+    let error = chat.generate_blocking(bad).unwrap_err();
+    assert!(
+        matches!(error, LocalError::Constraint { kind: "regex", .. }),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_grammar_that_does_not_compile_is_a_clear_error() {
     let chat = engine();
     let mut request = greedy("hi", 5);

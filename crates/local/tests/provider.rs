@@ -218,6 +218,29 @@ async fn json_schema_reply_always_validates() {
 }
 
 #[tokio::test]
+async fn guided_regex_extension_constrains_the_reply() {
+    let mut request = capital_question();
+    request.generation = greedy(24);
+    request.extra.insert(
+        "guided_regex".to_owned(),
+        json!("The capital is [A-Z][a-z]+\\."),
+    );
+    let response = provider().chat(&request).await.unwrap();
+    let whole = regex::Regex::new(r"^The capital is [A-Z][a-z]+\.$").unwrap();
+    assert!(whole.is_match(&response.text()), "{:?}", response.text());
+
+    request
+        .extra
+        .insert("guided_regex".to_owned(), json!("(unclosed"));
+    let error = provider().chat(&request).await.unwrap_err();
+    assert!(
+        matches!(error, LlmError::InvalidRequest { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("regex"), "{error}");
+}
+
+#[tokio::test]
 async fn errors_name_what_is_unsupported_or_invalid() {
     let mut request = capital_question();
     request.generation = GenerationConfig::builder().n(2).build().unwrap();

@@ -12,5 +12,5 @@ pub use config::{GuardConfig, OutputGuardConfig};
 pub use error::RuntimeError;
 pub use pipeline::{
     ChatCall, ChatOutcome, EmbedCall, EmbedOutcome, ModelEntry, ModelSource, OutputCheck,
-    PROMPT_PREFIX, PromptUse, Runtime, RuntimeBuilder, StreamMeta, response_to_deltas,
+    PROMPT_PREFIX, PromptUse, Runtime, RuntimeBuilder, StreamMeta,
 };

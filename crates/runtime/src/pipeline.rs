@@ -474,7 +474,7 @@ impl Runtime {
                 .buffer_stream(routed.value, &routed.target, &prepared, started)
                 .await?;
             let deltas: Vec<Result<StreamDelta, LlmError>> =
-                response_to_deltas(&response).into_iter().map(Ok).collect();
+                response.to_deltas().into_iter().map(Ok).collect();
             return Ok((meta, Box::pin(futures_util::stream::iter(deltas))));
         }
         if prepared.prompt.is_none() {
@@ -866,35 +866,6 @@ impl Watch {
             }
         }
     }
-}
-
-/// The deltas that replay a whole response: per choice its text, its tool calls, its finish;
-/// then the usage.
-pub fn response_to_deltas(response: &ChatResponse) -> Vec<StreamDelta> {
-    let mut deltas = Vec::new();
-    for choice in &response.choices {
-        if let Some(content) = &choice.message.content {
-            deltas.push(StreamDelta::Text {
-                choice: choice.index,
-                text: content.text(),
-            });
-        }
-        for (index, call) in choice.message.tool_calls.iter().enumerate() {
-            deltas.push(StreamDelta::ToolCall {
-                choice: choice.index,
-                index: u32::try_from(index).unwrap_or(u32::MAX),
-                id: Some(call.id.clone()),
-                name: Some(call.function.name.clone()),
-                arguments: call.function.arguments.clone(),
-            });
-        }
-        deltas.push(StreamDelta::Finish {
-            choice: choice.index,
-            reason: choice.finish_reason.clone(),
-        });
-    }
-    deltas.push(StreamDelta::Usage(response.usage));
-    deltas
 }
 
 /// Maps a render error to the variable it names.

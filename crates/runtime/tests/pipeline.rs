@@ -15,7 +15,7 @@ use promptops_llm::{
 };
 use promptops_registry::Registry;
 use promptops_registry::version::{Bump, MessageTemplate, PromptContent};
-use promptops_runtime::{ChatCall, OutputCheck, Runtime, RuntimeError, response_to_deltas};
+use promptops_runtime::{ChatCall, OutputCheck, Runtime, RuntimeError};
 use serde_json::{Value, json};
 
 /// Answers with the JSON of the messages it received.
@@ -235,7 +235,7 @@ fn replayed_deltas_rebuild_the_response() {
         raw: Value::Null,
     };
     let mut accumulator = StreamAccumulator::new();
-    for delta in response_to_deltas(&response) {
+    for delta in response.to_deltas() {
         accumulator.push(&delta);
     }
     let rebuilt = accumulator.finish("x", "p", "m", Value::Null);
