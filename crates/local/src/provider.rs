@@ -222,7 +222,7 @@ fn response(
         Some(ToolReply::Call(call)) => (
             Message {
                 content: None,
-                tool_calls: vec![call],
+                tool_calls: vec![*call],
                 ..Message::new(Role::Assistant, "")
             },
             LlmFinish::ToolCalls,
@@ -425,7 +425,7 @@ struct ToolPlan {
 
 /// What a constrained tool reply turned out to be.
 enum ToolReply {
-    Call(ToolCall),
+    Call(Box<ToolCall>),
     Content(String),
 }
 
@@ -527,10 +527,10 @@ impl ToolPlan {
         }
         let name = value.get("name")?.as_str()?;
         let arguments = value.get("arguments")?;
-        Some(ToolReply::Call(ToolCall::function(
+        Some(ToolReply::Call(Box::new(ToolCall::function(
             format!("call_{response_id}"),
             name,
             arguments.to_string(),
-        )))
+        ))))
     }
 }
