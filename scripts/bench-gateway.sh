@@ -64,7 +64,7 @@ LUA
 
 # One wrk run: prints "rps p50_ms p99_ms requests".
 run() {
-  wrk -t2 -c"$2" -d"${seconds}s" --latency -s "$work/post.lua" "$1" | python3 -c '
+  wrk -t"$(( $2 < 2 ? $2 : 2 ))" -c"$2" -d"${seconds}s" --latency -s "$work/post.lua" "$1" | python3 -c '
 import re, sys
 text = sys.stdin.read()
 def ms(label):
