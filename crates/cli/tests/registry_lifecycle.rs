@@ -71,6 +71,34 @@ impl Env {
         String::from_utf8(out.stderr).unwrap()
     }
 
+    /// A fresh SQLite registry in a temp dir.
+    fn sqlite() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("registry.db");
+        Env {
+            url: format!("sqlite://{}", db.display()),
+            dir,
+        }
+    }
+
+    /// A fresh PostgreSQL schema named `PREFIX_PID_NANOS`, dropped with the returned guard.
+    fn postgres(prefix: &str) -> (Env, DropSchema) {
+        let schema = format!(
+            "{prefix}_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        pg_exec(None, &format!("CREATE SCHEMA \"{schema}\""));
+        let env = Env {
+            url: format!("{PG_URL}?options[search_path]={schema}"),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        (env, DropSchema(schema))
+    }
+
     fn write(&self, name: &str, text: &str) -> String {
         std::fs::write(self.dir.path().join(name), text).unwrap();
         name.to_owned()
@@ -503,42 +531,18 @@ fn killed_mid_write(env: &Env) {
 
 #[test]
 fn killed_writers_leave_sqlite_consistent() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("registry.db");
-    let env = Env {
-        url: format!("sqlite://{}", db.display()),
-        dir,
-    };
-    killed_mid_write(&env);
+    killed_mid_write(&Env::sqlite());
 }
 
 #[test]
 fn killed_writers_leave_postgres_consistent() {
-    let schema = format!(
-        "kill_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    );
-    pg_exec(None, &format!("CREATE SCHEMA \"{schema}\""));
-    let _cleanup = DropSchema(schema.clone());
-    let env = Env {
-        url: format!("{PG_URL}?options[search_path]={schema}"),
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let (env, _cleanup) = Env::postgres("kill");
     killed_mid_write(&env);
 }
 
 #[test]
 fn lifecycle_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("registry.db");
-    let env = Env {
-        url: format!("sqlite://{}", db.display()),
-        dir,
-    };
+    let env = Env::sqlite();
     let url = env.url.clone();
     lifecycle(&env, &|| {
         block_on(async {
@@ -555,23 +559,10 @@ fn lifecycle_on_sqlite() {
 
 #[test]
 fn lifecycle_on_postgres() {
-    let schema = format!(
-        "e2e_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    );
-    pg_exec(None, &format!("CREATE SCHEMA \"{schema}\""));
-    let _cleanup = DropSchema(schema.clone());
-    let env = Env {
-        url: format!("{PG_URL}?options[search_path]={schema}"),
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let (env, schema) = Env::postgres("e2e");
     lifecycle(&env, &|| {
         pg_exec(
-            Some(&schema),
+            Some(&schema.0),
             "DROP TRIGGER audit_log_append_only ON audit_log; \
              UPDATE audit_log SET actor = 'mallory' WHERE seq = 3",
         );
