@@ -53,6 +53,9 @@ pub struct KeyEntry {
     /// Tokens per minute (absent = unlimited).
     #[serde(default)]
     pub tokens_per_minute: Option<u64>,
+    /// The `[guard.rbac]` role this key's requests act as (default: `admin` or `user`).
+    #[serde(default)]
+    pub guard_role: Option<String>,
     /// Total spend budget in USD (absent = unlimited).
     #[serde(default)]
     pub budget_usd: Option<f64>,

@@ -70,6 +70,8 @@ pub struct ApiKey {
     pub limits: Limits,
     /// Requests per minute per end user of the key (`None` = no per-user limit).
     pub user_requests_per_minute: Option<u32>,
+    /// The guard's RBAC role for this key's requests (`None` = the role's name).
+    pub guard_role: Option<String>,
     digest: [u8; 32],
 }
 
@@ -88,6 +90,15 @@ impl ApiKey {
         match &self.models {
             None => true,
             Some(patterns) => patterns.iter().any(|p| p.matches(model)),
+        }
+    }
+
+    /// The `[guard.rbac]` role this key's requests act as: `guard_role`, else `admin`/`user`.
+    pub fn guard_role(&self) -> &str {
+        match (&self.guard_role, self.role) {
+            (Some(role), _) => role,
+            (None, Role::Admin) => "admin",
+            (None, Role::User) => "user",
         }
     }
 
@@ -225,6 +236,7 @@ impl KeyStore {
                     budget_usd: e.budget_usd,
                 },
                 user_requests_per_minute: e.user_requests_per_minute,
+                guard_role: e.guard_role.clone(),
                 digest,
             };
             if by_digest.insert(digest, Arc::new(api_key)).is_some() {

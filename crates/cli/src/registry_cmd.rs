@@ -15,6 +15,7 @@ use promptops_registry::Registry;
 use promptops_registry::experiment::{AnalysisConfig, ExperimentArm};
 use promptops_registry::files::FileFormat;
 use promptops_registry::metrics::Outcome;
+use promptops_registry::review::ReviewStatus;
 use promptops_registry::rollback::{CanaryVerdict, RollbackPolicy};
 use promptops_registry::routing::Deployment;
 use promptops_registry::service::{CanaryCheck, format_timestamp_ms};
@@ -53,6 +54,34 @@ pub enum RegistryCommand {
     Canary(CanaryCommand),
     /// Show the audit trail; --verify checks its hash chain (exit 1 when broken).
     Audit(AuditArgs),
+    /// The review queue of retrieved documents the guard quarantined.
+    #[command(subcommand)]
+    Review(ReviewCommand),
+}
+
+/// `review ...` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// List queued documents (pending by default).
+    List {
+        /// pending, approved, rejected or all.
+        #[arg(long, default_value = "pending")]
+        status: String,
+    },
+    /// Mark a queued document safe: later retrievals of the same content are used.
+    Approve(ReviewDecisionArgs),
+    /// Confirm a queued document as malicious: it stays excluded.
+    Reject(ReviewDecisionArgs),
+}
+
+/// Arguments of a review decision.
+#[derive(Debug, clap::Args)]
+pub struct ReviewDecisionArgs {
+    /// The queue id (from `review list`).
+    pub id: i64,
+    /// Why (recorded in the audit trail).
+    #[arg(long)]
+    pub reason: Option<String>,
 }
 
 /// `prompt ...` subcommands.
@@ -415,6 +444,7 @@ async fn dispatch(
     let who = actor();
     match command {
         RegistryCommand::Prompt(command) => prompt(reg, command, json).await,
+        RegistryCommand::Review(command) => review(reg, command, &who, json).await,
         RegistryCommand::Deploy(args) => {
             let (name, version) = exact_ref(&args.target)?;
             let t = reg
@@ -1169,6 +1199,69 @@ async fn audit(reg: &Registry, args: AuditArgs, json: bool) -> anyhow::Result<Ru
             &["SEQ", "AT", "ACTOR", "ACTION", "PROMPT", "DETAILS"],
             &rows,
             &[0],
+        ))?;
+    }
+    Ok(RunOutcome::Success)
+}
+
+async fn review(
+    reg: &Registry,
+    command: ReviewCommand,
+    who: &str,
+    json: bool,
+) -> anyhow::Result<RunOutcome> {
+    let (args, decision) = match command {
+        ReviewCommand::List { status } => {
+            let status = match status.as_str() {
+                "all" => None,
+                other => Some(other.parse::<ReviewStatus>()?),
+            };
+            let items = reg.reviews(status).await?;
+            if json {
+                print_json(&items)?;
+            } else {
+                let rows: Vec<Vec<String>> = items
+                    .iter()
+                    .map(|item| {
+                        let preview: String = item
+                            .content
+                            .chars()
+                            .take(60)
+                            .map(|c| if c.is_control() { ' ' } else { c })
+                            .collect();
+                        vec![
+                            item.id.to_string(),
+                            item.status.to_string(),
+                            format!("{:.2}", item.score),
+                            item.hits.to_string(),
+                            item.source.clone(),
+                            format_timestamp_ms(item.created_at_ms),
+                            preview,
+                        ]
+                    })
+                    .collect();
+                print(&table(
+                    &[
+                        "ID", "STATUS", "SCORE", "HITS", "SOURCE", "QUEUED", "CONTENT",
+                    ],
+                    &rows,
+                    &[0, 2, 3],
+                ))?;
+            }
+            return Ok(RunOutcome::Success);
+        }
+        ReviewCommand::Approve(args) => (args, ReviewStatus::Approved),
+        ReviewCommand::Reject(args) => (args, ReviewStatus::Rejected),
+    };
+    let item = reg
+        .resolve_review(args.id, decision, who, args.reason.as_deref())
+        .await?;
+    if json {
+        print_json(&item)?;
+    } else {
+        print(&format!(
+            "document {} ({}) {}\n",
+            item.id, item.source, item.status
         ))?;
     }
     Ok(RunOutcome::Success)

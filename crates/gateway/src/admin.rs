@@ -1,5 +1,5 @@
 //! The admin API under `/admin/v1/` over the registry service: prompts, versions, deployments,
-//! routing, metrics and the audit trail. Every mutation is audited by the registry with the
+//! routing, metrics, the audit trail and the guard's document review queue. Every mutation is audited by the registry with the
 //! actor from the `x-promptops-actor` header (default `admin-api`). The OpenAPI 3.1 document
 //! is [`AdminApi`], served at `/openapi.json`.
 
@@ -9,6 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use promptops_registry::Registry;
+use promptops_registry::review::ReviewStatus;
 use promptops_registry::version::{Bump, PromptContent, parse_version};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -40,9 +41,18 @@ pub const ACTOR_HEADER: &str = "x-promptops-actor";
         rollback,
         route,
         version_metrics,
-        audit
+        audit,
+        list_reviews,
+        decide_review
     ),
-    components(schemas(AddVersionBody, DeployBody, ExpandBody, ReasonBody, RollbackBody))
+    components(schemas(
+        AddVersionBody,
+        DeployBody,
+        ExpandBody,
+        ReasonBody,
+        RollbackBody,
+        ReviewDecisionBody
+    ))
 )]
 pub struct AdminApi;
 
@@ -112,6 +122,25 @@ pub struct RollbackBody {
 pub struct RouteQuery {
     /// The request id to route.
     pub request_id: String,
+}
+
+/// Query of `GET /admin/v1/reviews`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ReviewQuery {
+    /// `pending` (default), `approved`, `rejected` or `all`.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// Body of `POST /admin/v1/reviews/{id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewDecisionBody {
+    /// `approve` (a false positive: the content is used from now on) or `reject`.
+    pub decision: String,
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// Query of `GET /admin/v1/audit`.
@@ -422,6 +451,52 @@ pub async fn audit(
     Ok(json(
         &registry(&state)?.audit(query.prompt.as_deref()).await?,
     ))
+}
+
+/// Retrieved documents the guard quarantined.
+#[utoipa::path(get, path = "/admin/v1/reviews", tag = "reviews",
+    params(ReviewQuery),
+    responses((status = 200, description = "Queued documents, oldest first", body = Object)))]
+pub async fn list_reviews(
+    State(state): State<AppState>,
+    query: Result<Query<ReviewQuery>, QueryRejection>,
+) -> Result<Response, GatewayError> {
+    let Query(query) = query.map_err(query_error)?;
+    let status = match query.status.as_deref().unwrap_or("pending") {
+        "all" => None,
+        other => Some(other.parse::<ReviewStatus>().map_err(|error| {
+            GatewayError::bad_request(Some("status".to_owned()), error.to_string())
+        })?),
+    };
+    Ok(json(&registry(&state)?.reviews(status).await?))
+}
+
+/// Approve or reject a quarantined document (audited).
+#[utoipa::path(post, path = "/admin/v1/reviews/{id}", tag = "reviews",
+    params(("id" = i64, Path, description = "Queue id")),
+    request_body = ReviewDecisionBody,
+    responses((status = 200, description = "The decided item", body = Object)))]
+pub async fn decide_review(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, GatewayError> {
+    let request: ReviewDecisionBody = body(&state, &headers, raw)?;
+    let decision = match request.decision.as_str() {
+        "approve" | "approved" => ReviewStatus::Approved,
+        "reject" | "rejected" => ReviewStatus::Rejected,
+        other => {
+            return Err(GatewayError::bad_request(
+                Some("decision".to_owned()),
+                format!("`{other}` is not `approve` or `reject`"),
+            ));
+        }
+    };
+    let item = registry(&state)?
+        .resolve_review(id, decision, &actor(&headers), request.reason.as_deref())
+        .await?;
+    Ok(json(&item))
 }
 
 /// `GET /openapi.json`.

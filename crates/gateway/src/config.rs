@@ -230,6 +230,21 @@ impl GatewayConfig {
                 reason: other.to_string(),
             },
         })?;
+        // With RBAC on, a key acting as a role the policy does not define would be refused
+        // every tool and document at request time: refuse the config instead.
+        if let Some(rbac) = raw.guard.rbac.as_ref().filter(|_| raw.guard.enabled) {
+            let mut keys: Vec<_> = access.keys.keys().collect();
+            keys.sort_by(|a, b| a.name.cmp(&b.name));
+            for key in keys {
+                let role = key.guard_role();
+                if !rbac.roles.contains_key(role) {
+                    return Err(GatewayError::Config {
+                        key: format!("keys.{}.guard_role", key.name),
+                        reason: format!("role `{role}` is not defined in [guard.rbac.roles]"),
+                    });
+                }
+            }
+        }
         Ok(GatewayConfig {
             listen,
             max_body_bytes,
@@ -304,6 +319,37 @@ retries = 1
         check_err("[cache]\nttl = 1\n", "cache");
         check_err("[limits]\nbackend = \"nope\"\n", "limits.backend");
         check_err("[[keys]]\nname = \"a\"\n", "keys[0]");
+    }
+
+    #[test]
+    fn the_readme_config_example_is_valid() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("A config file")
+            .and_then(|at| {
+                readme[at..]
+                    .find("```toml")
+                    .map(|i| at + i + "```toml".len())
+            })
+            .expect("README has the config example");
+        let end = start + readme[start..].find("```").expect("the example ends");
+        let config = GatewayConfig::from_toml(&readme[start..end]).unwrap();
+        assert!(config.guard.enabled && config.guard.rbac.is_some());
+    }
+
+    #[test]
+    fn keys_must_act_as_defined_rbac_roles() {
+        let hash = "a".repeat(64);
+        let text = format!(
+            "[guard]\nenabled = true\n[guard.rbac.roles.support]\naccess_level = \"internal\"\n\
+             [[keys]]\nname = \"bot\"\nkey_sha256 = \"{hash}\"\nrole = \"user\"\n"
+        );
+        check_err(&text, "keys.bot.guard_role");
+        let fixed = text.replace(
+            "role = \"user\"\n",
+            "role = \"user\"\nguard_role = \"support\"\n",
+        );
+        GatewayConfig::from_toml(&fixed).unwrap();
     }
 
     #[test]

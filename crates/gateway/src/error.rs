@@ -198,8 +198,11 @@ fn registry_status(error: &RegistryError) -> u16 {
         RegistryError::UnknownPrompt(_)
         | RegistryError::UnknownVersion { .. }
         | RegistryError::UnknownLabel { .. }
-        | RegistryError::UnknownExperiment(_) => 404,
-        RegistryError::InvalidTransition { .. } | RegistryError::Contention { .. } => 409,
+        | RegistryError::UnknownExperiment(_)
+        | RegistryError::UnknownReview(_) => 404,
+        RegistryError::InvalidTransition { .. }
+        | RegistryError::Contention { .. }
+        | RegistryError::ReviewAlreadyResolved { .. } => 409,
         RegistryError::InvalidName { .. }
         | RegistryError::InvalidVersion { .. }
         | RegistryError::InvalidReference { .. }
@@ -208,7 +211,8 @@ fn registry_status(error: &RegistryError) -> u16 {
         | RegistryError::Template { .. }
         | RegistryError::InvalidExperiment { .. }
         | RegistryError::InvalidOutcome(_)
-        | RegistryError::InvalidStatistics(_) => 400,
+        | RegistryError::InvalidStatistics(_)
+        | RegistryError::InvalidReview(_) => 400,
         _ => 500,
     }
 }

@@ -69,6 +69,8 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/admin/v1/prompts/{name}/rollback", post(admin::rollback))
         .route("/admin/v1/prompts/{name}/route", get(admin::route))
         .route("/admin/v1/audit", get(admin::audit))
+        .route("/admin/v1/reviews", get(admin::list_reviews))
+        .route("/admin/v1/reviews/{id}", post(admin::decide_review))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

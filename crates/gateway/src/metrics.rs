@@ -47,6 +47,15 @@ pub struct NameLabels {
     pub name: String,
 }
 
+/// Labels of one guard check's outcome.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    /// The check (`injection`, `pii`, `secrets`, `canary`, `tool_denied`, `document_injection`...).
+    pub check: String,
+    /// What it did (`blocked_input`, `blocked_output`, `warned`).
+    pub verdict: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -72,6 +81,10 @@ pub struct GatewayMetrics {
     pub fallbacks: Family<NameLabels, Counter>,
     /// Guard verdicts (`blocked_input`, `blocked_output`, `warned`).
     pub guard: Family<NameLabels, Counter>,
+    /// Guard check outcomes by check and verdict.
+    pub guard_checks: Family<CheckLabels, Counter>,
+    /// Injection spike alerts raised.
+    pub guard_alerts: Counter,
     /// Requests refused by a key's limits, by limit.
     pub rate_limited: Family<NameLabels, Counter>,
     /// Cache lookups by outcome (`hit`, `miss`); zero until a cache is configured.
@@ -140,6 +153,18 @@ impl GatewayMetrics {
         );
         let guard = Family::<NameLabels, Counter>::default();
         registry.register("guard_verdicts", "Guard verdicts", guard.clone());
+        let guard_checks = Family::<CheckLabels, Counter>::default();
+        registry.register(
+            "guard_checks",
+            "Guard checks that fired, by check and verdict",
+            guard_checks.clone(),
+        );
+        let guard_alerts = Counter::default();
+        registry.register(
+            "guard_alerts",
+            "Injection spike alerts (share of flagged requests far above its baseline)",
+            guard_alerts.clone(),
+        );
         let rate_limited = Family::<NameLabels, Counter>::default();
         registry.register(
             "rate_limit_rejections",
@@ -162,6 +187,8 @@ impl GatewayMetrics {
             upstream_errors,
             fallbacks,
             guard,
+            guard_checks,
+            guard_alerts,
             rate_limited,
             cache,
         }
@@ -228,6 +255,25 @@ impl GatewayMetrics {
             .inc();
     }
 
+    /// Counts a guard verdict and, per check named in `reasons` (`CHECK:detail`), the check.
+    pub fn guard_checks(&self, verdict: &str, reasons: &[String]) {
+        self.guard_verdict(verdict);
+        let mut seen: Vec<&str> = Vec::new();
+        for reason in reasons {
+            let check = check_name(reason);
+            if seen.contains(&check) {
+                continue;
+            }
+            seen.push(check);
+            self.guard_checks
+                .get_or_create(&CheckLabels {
+                    check: check.to_owned(),
+                    verdict: verdict.to_owned(),
+                })
+                .inc();
+        }
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -238,5 +284,45 @@ impl GatewayMetrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
         text
+    }
+}
+
+/// The check a guard reason names: the text before the first `:` or space, reduced to a
+/// bounded label (letters, digits, `_`), so reasons never blow up the label set.
+fn check_name(reason: &str) -> &str {
+    let end = reason
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(reason.len());
+    match &reason[..end] {
+        "" => "other",
+        name if name.len() > 32 => "other",
+        name => name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_are_named_by_the_reason_prefix() {
+        assert_eq!(check_name("injection:0.97"), "injection");
+        assert_eq!(check_name("tool_denied:search: role"), "tool_denied");
+        assert_eq!(check_name("canary leaked"), "canary");
+        assert_eq!(check_name(":x"), "other");
+        let metrics = GatewayMetrics::new();
+        metrics.guard_checks(
+            "warned",
+            &[
+                "pii:2".to_owned(),
+                "pii:3".to_owned(),
+                "secrets:1".to_owned(),
+            ],
+        );
+        let text = metrics.encode();
+        assert!(
+            text.contains("promptops_guard_checks_total{check=\"pii\",verdict=\"warned\"} 1"),
+            "{text}"
+        );
     }
 }

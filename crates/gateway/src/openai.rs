@@ -73,11 +73,39 @@ fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
+/// What happened to the request's documents, e.g. `used=2; quarantined=1; denied=0;
+/// untrusted=0; review_ids=7` (absent when the request had none).
+pub const DOCUMENTS_HEADER: &str = "x-promptops-documents";
+
+fn set_documents_header(headers: &mut HeaderMap, report: &promptops_runtime::DocumentReport) {
+    let total = report.used + report.denied + report.untrusted + report.quarantined.len();
+    if total == 0 {
+        return;
+    }
+    let mut value = format!(
+        "used={}; quarantined={}; denied={}; untrusted={}",
+        report.used,
+        report.quarantined.len(),
+        report.denied,
+        report.untrusted
+    );
+    let ids: Vec<String> = report
+        .quarantined
+        .iter()
+        .flatten()
+        .map(i64::to_string)
+        .collect();
+    if !ids.is_empty() {
+        value.push_str(&format!("; review_ids={}", ids.join(",")));
+    }
+    set_header(headers, DOCUMENTS_HEADER, &value);
+}
+
 /// Counts guard outcomes of a failed call.
 fn count_error(metrics: &GatewayMetrics, error: &RuntimeError) {
     match error {
-        RuntimeError::InputBlocked { .. } => metrics.guard_verdict("blocked_input"),
-        RuntimeError::OutputBlocked { .. } => metrics.guard_verdict("blocked_output"),
+        RuntimeError::InputBlocked { reasons } => metrics.guard_checks("blocked_input", reasons),
+        RuntimeError::OutputBlocked { reasons } => metrics.guard_checks("blocked_output", reasons),
         RuntimeError::Llm(promptops_llm::LlmError::AllModelsFailed { attempts }) => {
             metrics.attempts("(failed)", attempts);
         }
@@ -210,6 +238,16 @@ pub async fn chat_completions(
             ),
         ));
     }
+    if parsed.documents.len() > state.max_messages() {
+        return Err(GatewayError::bad_request(
+            Some("documents".to_owned()),
+            format!(
+                "{} documents exceed the limit of {}",
+                parsed.documents.len(),
+                state.max_messages()
+            ),
+        ));
+    }
     let estimate = u64::try_from(bytes.len() / 4).unwrap_or(u64::MAX)
         + u64::from(parsed.request.generation.max_tokens().unwrap_or(0));
     let user = parsed
@@ -261,6 +299,8 @@ pub async fn chat_completions(
         model: parsed.model.clone(),
         request: parsed.request,
         prompt_variables: parsed.prompt_variables,
+        caller_role: caller.0.as_ref().map(|key| key.guard_role().to_owned()),
+        documents: parsed.documents,
     };
     let runtime = state.runtime();
     let metrics = state.metrics();
@@ -274,7 +314,7 @@ pub async fn chat_completions(
         };
         metrics.attempts(&parsed.model, &meta.attempts);
         if !meta.guard_warnings.is_empty() {
-            metrics.guard_verdict("warned");
+            metrics.guard_checks("warned", &meta.guard_warnings);
         }
         let header = ChunkHeader {
             id: format!("chatcmpl-{request_id}"),
@@ -309,6 +349,7 @@ pub async fn chat_completions(
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         set_header(headers, PROVIDER_HEADER, &meta.target.to_string());
+        set_documents_header(headers, &meta.documents);
         if let Some(prompt) = &meta.prompt {
             set_header(headers, PROMPT_VERSION_HEADER, &prompt.label());
         }
@@ -338,7 +379,7 @@ pub async fn chat_completions(
         outcome.cost_usd,
     );
     if !outcome.guard_warnings.is_empty() {
-        metrics.guard_verdict("warned");
+        metrics.guard_checks("warned", &outcome.guard_warnings);
     }
     let body = wire::chat_completion_json(
         &outcome.response,
@@ -349,6 +390,7 @@ pub async fn chat_completions(
     let mut response = axum::Json(&body).into_response();
     let headers = response.headers_mut();
     set_header(headers, PROVIDER_HEADER, &outcome.target.to_string());
+    set_documents_header(headers, &outcome.documents);
     if let Some(prompt) = &outcome.prompt {
         set_header(headers, PROMPT_VERSION_HEADER, &prompt.label());
         let check = match &outcome.output_check {

@@ -81,7 +81,13 @@ impl AppState {
                 reason: error.to_string(),
             });
         }
-        let mut builder = Runtime::builder(Arc::new(router)).guard(config.guard.clone());
+        let metrics = GatewayMetrics::new();
+        let mut builder = Runtime::builder(Arc::new(router))
+            .guard(config.guard.clone())
+            .on_guard_alert(alert_sink(
+                &metrics,
+                config.guard.alerts.webhook_url.clone(),
+            ));
         if let Some(url) = &config.database_url {
             let registry = Registry::open(url).await?;
             let routes = promptops_registry::live::load_router(registry.store().as_ref()).await?;
@@ -122,7 +128,7 @@ impl AppState {
         Ok(AppState {
             inner: Arc::new(Inner {
                 runtime,
-                metrics: GatewayMetrics::new(),
+                metrics,
                 max_body_bytes: config.max_body_bytes,
                 max_messages: config.access.limits.max_messages,
                 refresh_interval: config.refresh_interval,
@@ -192,5 +198,59 @@ impl AppState {
         self.inner
             .runtime
             .spawn_background(self.inner.refresh_interval, stop, on_error)
+    }
+}
+
+/// How long one alert webhook POST may take.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where injection spike alerts go: a warning in the log (figures only, no request content),
+/// the `promptops_guard_alerts_total` counter, and a JSON POST to the webhook when configured
+/// (in the background: the request that tipped the window never waits for it).
+fn alert_sink(
+    metrics: &GatewayMetrics,
+    webhook: Option<String>,
+) -> impl Fn(&promptops_runtime::SpikeAlert) + Send + Sync + 'static {
+    let counter = metrics.guard_alerts.clone();
+    let client = webhook.as_ref().and_then(|_| {
+        reqwest::Client::builder()
+            .timeout(WEBHOOK_TIMEOUT)
+            .build()
+            .ok()
+    });
+    move |alert| {
+        counter.inc();
+        tracing::warn!(
+            requests = alert.requests,
+            flagged = alert.flagged,
+            rate = alert.rate,
+            baseline = alert.baseline,
+            window_secs = alert.window_secs,
+            "injection spike: flagged share far above its baseline"
+        );
+        if let (Some(url), Some(client), Ok(handle)) = (
+            webhook.clone(),
+            client.clone(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            let body = serde_json::json!({
+                "alert": "injection_spike",
+                "requests": alert.requests,
+                "flagged": alert.flagged,
+                "rate": alert.rate,
+                "baseline": alert.baseline,
+                "window_secs": alert.window_secs,
+            });
+            handle.spawn(async move {
+                match client.post(&url).json(&body).send().await {
+                    Ok(response) if response.status().is_success() => {}
+                    Ok(response) => tracing::warn!(
+                        status = response.status().as_u16(),
+                        "alert webhook refused the alert"
+                    ),
+                    Err(error) => tracing::warn!(%error, "alert webhook unreachable"),
+                }
+            });
+        }
     }
 }

@@ -43,6 +43,8 @@ pub struct ChatBody {
     pub include_usage: bool,
     /// `prompt_variables`.
     pub prompt_variables: Option<Map<String, Value>>,
+    /// `documents`: retrieved documents to ground the answer (a promptops extension).
+    pub documents: Vec<promptops_runtime::RetrievedDocument>,
 }
 
 /// Reads `field` of the body as `T`; errors name `field` plus the path inside it.
@@ -156,6 +158,10 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatBody, GatewayError> {
         Some(value) => Some(field("prompt_variables", value)?),
         None => None,
     };
+    let documents: Vec<promptops_runtime::RetrievedDocument> = match map.remove("documents") {
+        Some(value) => field("documents", value)?,
+        None => Vec::new(),
+    };
     let mut generation_fields = Map::new();
     for key in GENERATION_KEYS {
         if let Some(value) = map.remove(key) {
@@ -181,6 +187,7 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatBody, GatewayError> {
         stream,
         include_usage,
         prompt_variables,
+        documents,
     })
 }
 

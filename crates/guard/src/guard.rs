@@ -118,6 +118,11 @@ impl Guard {
         self
     }
 
+    /// The injection detector (for scanning retrieved documents).
+    pub fn injection(&self) -> &InjectionDetector {
+        &self.injection
+    }
+
     /// Adds a harmful-content classifier.
     pub fn with_classifier(mut self, classifier: Box<dyn ContentClassifier>) -> Guard {
         self.classifiers.push(classifier);

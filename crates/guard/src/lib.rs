@@ -1,8 +1,9 @@
 //! promptops-guard: pure prompt security. Injection and jailbreak detection (normalisation,
 //! payload decoding, weighted rules, a hashed n-gram logistic model), PII and secret detection,
 //! redaction with reversible tokens, canary tokens, output validation, sanitisation and
-//! instruction-hierarchy prompt assembly, RAG document trust, RBAC policy and a pluggable
-//! harmful-content check. No I/O, no async, no clock: callers pass keys, seeds and nonces in.
+//! instruction-hierarchy prompt assembly, RAG document trust, RBAC policy, a pluggable
+//! harmful-content check and injection spike detection. No I/O, no async, no clock: callers
+//! pass keys, seeds, nonces and times in.
 
 pub mod canary;
 pub mod decode;
@@ -24,6 +25,7 @@ pub mod rules;
 pub mod sanitize;
 pub mod secrets;
 pub mod spans;
+pub mod spike;
 pub mod train;
 
 pub use error::GuardError;

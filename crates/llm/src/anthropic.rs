@@ -180,6 +180,7 @@ impl AnthropicProvider {
         if stream {
             body.insert("stream".into(), Value::Bool(true));
         }
+        mark_cache_breakpoint(&mut body);
         for (key, value) in &request.extra {
             body.entry(key.clone()).or_insert_with(|| value.clone());
         }
@@ -577,6 +578,51 @@ impl Provider for AnthropicProvider {
     }
 }
 
+/// Anthropic caches a prompt prefix (tools, then system) only up to a block marked with
+/// `cache_control`, and only from about 1024 tokens on (2048 on Haiku); shorter marked prefixes
+/// are simply not cached. ~4 bytes per token.
+const CACHEABLE_PREFIX_BYTES: usize = 4 * 1024;
+
+/// Prefix caching hint: marks the end of the stable prefix — the first system block (the
+/// application's system prompt; the runtime puts per-request instructions such as canaries in
+/// later system blocks) or, when the system prompt is short, the last tool — as an ephemeral
+/// cache breakpoint when the prefix is long enough to be cached. Hits come back as
+/// `cache_read_input_tokens`, reported as cached tokens and priced as such.
+fn mark_cache_breakpoint(body: &mut Map<String, Value>) {
+    let breakpoint = json!({"type": "ephemeral"});
+    let tools_bytes = body.get("tools").map_or(0, |tools| tools.to_string().len());
+    let first_system_bytes = match body.get("system") {
+        Some(Value::String(text)) => text.len(),
+        Some(Value::Array(blocks)) => blocks
+            .first()
+            .and_then(|block| block.get("text"))
+            .and_then(Value::as_str)
+            .map_or(0, str::len),
+        _ => 0,
+    };
+    if first_system_bytes > 0 && tools_bytes + first_system_bytes >= CACHEABLE_PREFIX_BYTES {
+        if let Some(system) = body.get_mut("system") {
+            match system {
+                Value::String(text) => {
+                    let text = std::mem::take(text);
+                    *system = json!([{"type": "text", "text": text, "cache_control": breakpoint}]);
+                }
+                Value::Array(blocks) => {
+                    if let Some(Value::Object(first)) = blocks.first_mut() {
+                        first.insert("cache_control".into(), breakpoint);
+                    }
+                }
+                _ => {}
+            }
+        }
+    } else if tools_bytes >= CACHEABLE_PREFIX_BYTES
+        && let Some(Value::Array(tools)) = body.get_mut("tools")
+        && let Some(Value::Object(last)) = tools.last_mut()
+    {
+        last.insert("cache_control".into(), breakpoint);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -647,6 +693,31 @@ mod tests {
         );
         let only_system = ChatRequest::new("claude", vec![Message::system("x")]);
         assert!(provider().request_body(&only_system, false).is_err());
+    }
+
+    #[test]
+    fn long_stable_system_prompts_are_marked_as_cache_breakpoints() {
+        let long = "You are the support assistant of Example Corp. ".repeat(120);
+        let request = ChatRequest::new(
+            "claude",
+            vec![
+                Message::system(long.clone()),
+                Message::system("Per-request canary: CANARY-1234"),
+                Message::user("hi"),
+            ],
+        );
+        let body = provider().request_body(&request, false).unwrap().body;
+        let system = body["system"].as_array().unwrap();
+        assert_eq!(system[0]["text"], long.as_str());
+        assert_eq!(system[0]["cache_control"], json!({"type": "ephemeral"}));
+        assert!(system[1].get("cache_control").is_none());
+        // Short prompts are not worth a cache write: left as they were.
+        let short = ChatRequest::new(
+            "claude",
+            vec![Message::system("Be terse."), Message::user("hi")],
+        );
+        let body = provider().request_body(&short, false).unwrap().body;
+        assert_eq!(body["system"], "Be terse.");
     }
 
     #[test]

@@ -113,6 +113,20 @@ pub enum RegistryError {
         /// What is wrong.
         reason: String,
     },
+    /// A review-queue input that is not acceptable (status, decision).
+    #[error("invalid review: {0}")]
+    InvalidReview(String),
+    /// No queued document has this id.
+    #[error("no queued document has id {0}")]
+    UnknownReview(i64),
+    /// The queued document was already decided.
+    #[error("queued document {id} is already {status}")]
+    ReviewAlreadyResolved {
+        /// The queue id.
+        id: i64,
+        /// Its decision.
+        status: String,
+    },
     /// A metric outcome that is out of range (negative latency, NaN cost, ...).
     #[error("invalid metric outcome: {0}")]
     InvalidOutcome(String),

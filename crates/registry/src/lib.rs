@@ -15,6 +15,7 @@ pub mod experiment;
 pub mod files;
 pub mod live;
 pub mod metrics;
+pub mod review;
 pub mod rollback;
 pub mod routing;
 pub mod service;

@@ -17,6 +17,7 @@ use crate::error::{RegistryError, Result};
 use crate::experiment::{AnalysisConfig, Experiment, ExperimentArm, ExperimentReport, analyze};
 use crate::files::{FileFormat, read_prompt_dir, write_prompt_file};
 use crate::metrics::{Outcome, VersionMetrics};
+use crate::review::{NewReview, ReviewItem, ReviewStatus, content_sha256};
 use crate::rollback::{CanaryVerdict, RollbackPolicy};
 use crate::routing::{
     Deployment, DeploymentRequest, PRODUCTION_LABEL, Route, RoutingTable, Transition,
@@ -251,6 +252,34 @@ impl Registry {
             )
             .await?;
         Ok((version, before))
+    }
+
+    /// Queues a document the guard flagged (see [`crate::review`]).
+    pub async fn queue_review(&self, new: &NewReview) -> Result<ReviewItem> {
+        self.store.queue_review(new).await
+    }
+
+    /// The review queue, or the part of it with one status.
+    pub async fn reviews(&self, status: Option<ReviewStatus>) -> Result<Vec<ReviewItem>> {
+        self.store.reviews(status).await
+    }
+
+    /// Where a document's content stands in the review queue, if it was ever queued.
+    pub async fn review_status(&self, content: &str) -> Result<Option<ReviewStatus>> {
+        self.store.review_status(&content_sha256(content)).await
+    }
+
+    /// Approves or rejects a queued document (audited).
+    pub async fn resolve_review(
+        &self,
+        id: i64,
+        decision: ReviewStatus,
+        actor: &str,
+        reason: Option<&str>,
+    ) -> Result<ReviewItem> {
+        self.store
+            .resolve_review(id, decision, &self.ctx(actor, reason))
+            .await
     }
 
     /// The prompt's rollout state.

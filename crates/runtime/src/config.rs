@@ -19,9 +19,32 @@
 //! echo_block = 0.5
 //! echo_warn = 0.2
 //! block_secrets = true
+//! tool_calls = "block"             # tool calls the caller's RBAC role may not make: block | warn
+//! [guard.documents]                # retrieved documents sent with a request (`documents`)
+//! check = true                     # scan them for injection
+//! on_injection = "quarantine"      # quarantine (drop + review queue) | warn (keep)
+//! min_trust = 0.3                  # drop documents whose provenance trust is lower
+//! spotlight = "datamark"           # delimit | datamark | encode
+//! [guard.alerts]                   # promptops_guard::spike::SpikeConfig
+//! window_secs = 60
+//! factor = 3.0
+//! webhook_url = "https://hooks.example/promptops"   # optional, JSON POST per alert
+//! [guard.rbac.roles.support]       # promptops_guard::rbac::RbacConfig
+//! allowed_tools = ["ticket_status"]
+//! access_level = "internal"
+//! can_view_pii = true
+//! [guard.rbac.tools.ticket_status]
+//! parameters = { type = "object", required = ["id"] }
+//! [guard.routes."prompt:summary"]  # per route / prompt overrides of input, output, documents
+//! input = { injection = "warn" }
 //! ```
 
+use std::collections::BTreeMap;
+
 use promptops_guard::InputPolicy;
+use promptops_guard::rbac::RbacConfig;
+use promptops_guard::sanitize::Spotlight;
+use promptops_guard::spike::SpikeConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::RuntimeError;
@@ -36,8 +59,132 @@ pub struct GuardConfig {
     pub input: InputPolicy,
     /// Output checks.
     pub output: OutputGuardConfig,
-    /// Whether tokens from a reversible (`token`) redaction are restored in the response.
+    /// Whether tokens from a reversible (`token`) redaction are restored in the response (only
+    /// for callers whose RBAC role may view PII when `[guard.rbac]` is set).
     pub deredact_output: bool,
+    /// Retrieved-document checks.
+    pub documents: DocumentsConfig,
+    /// Injection spike alerts.
+    pub alerts: AlertsConfig,
+    /// Roles, tools and document access levels; absent = no RBAC checks.
+    pub rbac: Option<RbacConfig>,
+    /// Overrides per requested model: a route name, `PROVIDER/MODEL` or `prompt:NAME`.
+    pub routes: BTreeMap<String, RouteGuardConfig>,
+}
+
+/// `[guard.routes.NAME]`: the sections that replace the defaults for one route or prompt.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteGuardConfig {
+    /// Input checks for this route.
+    pub input: Option<InputPolicy>,
+    /// Output checks for this route.
+    pub output: Option<OutputGuardConfig>,
+    /// Document checks for this route.
+    pub documents: Option<DocumentsConfig>,
+}
+
+/// What happens to a retrieved document flagged as carrying an injection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentAction {
+    /// Leave it out of the prompt and put it in the review queue.
+    Quarantine,
+    /// Keep it (spotlighted like every document) and warn.
+    Warn,
+}
+
+/// How untrusted document text is marked in the prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpotlightMode {
+    /// Delimiters only.
+    Delimit,
+    /// Delimiters, and every space replaced by a marker character.
+    Datamark,
+    /// Delimiters around base64 of the text.
+    Encode,
+}
+
+impl SpotlightMode {
+    /// The guard's spotlighting for this mode.
+    pub fn spotlight(self) -> Spotlight {
+        match self {
+            SpotlightMode::Delimit => Spotlight::Delimit,
+            SpotlightMode::Datamark => Spotlight::Datamark('^'),
+            SpotlightMode::Encode => Spotlight::Encode,
+        }
+    }
+}
+
+/// `[guard.documents]` as written.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DocumentsConfig {
+    /// Scan documents for injection.
+    pub check: bool,
+    /// What a flagged document gets.
+    pub on_injection: DocumentAction,
+    /// Documents whose provenance trust is below this are left out.
+    pub min_trust: f32,
+    /// How document text is marked as data.
+    pub spotlight: SpotlightMode,
+}
+
+impl Default for DocumentsConfig {
+    fn default() -> Self {
+        DocumentsConfig {
+            check: true,
+            on_injection: DocumentAction::Quarantine,
+            min_trust: 0.3,
+            spotlight: SpotlightMode::Datamark,
+        }
+    }
+}
+
+/// `[guard.alerts]` as written: the spike detector's settings and where alerts are posted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Whether injection spikes are watched (alerts are logged and counted in metrics).
+    pub enabled: bool,
+    /// Window length in seconds.
+    pub window_secs: u64,
+    /// Alert above this multiple of the baseline rate.
+    pub factor: f64,
+    /// ... and above this absolute rate.
+    pub min_rate: f64,
+    /// ... with at least this many requests in the window.
+    pub min_requests: u64,
+    /// Also POST each alert as JSON here.
+    pub webhook_url: Option<String>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        let spike = SpikeConfig::default();
+        AlertsConfig {
+            enabled: true,
+            window_secs: spike.window_secs,
+            factor: spike.factor,
+            min_rate: spike.min_rate,
+            min_requests: spike.min_requests,
+            webhook_url: None,
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// The detector settings.
+    pub fn spike(&self) -> SpikeConfig {
+        SpikeConfig {
+            window_secs: self.window_secs,
+            factor: self.factor,
+            min_rate: self.min_rate,
+            min_requests: self.min_requests,
+            ..SpikeConfig::default()
+        }
+    }
 }
 
 /// `[guard.output]` as written.
@@ -58,6 +205,19 @@ pub struct OutputGuardConfig {
     pub echo_warn: f32,
     /// Whether secrets in the reply block it (else warn).
     pub block_secrets: bool,
+    /// What a tool call the caller's RBAC role may not make (or with arguments its schema
+    /// rejects) does to the reply: `block` or `warn`.
+    pub tool_calls: ToolCallAction,
+}
+
+/// What a denied tool call does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolCallAction {
+    /// Refuse the reply.
+    Block,
+    /// Pass it on with a warning.
+    Warn,
 }
 
 impl Default for OutputGuardConfig {
@@ -70,6 +230,7 @@ impl Default for OutputGuardConfig {
             echo_block: 0.5,
             echo_warn: 0.2,
             block_secrets: true,
+            tool_calls: ToolCallAction::Block,
         }
     }
 }
@@ -77,25 +238,64 @@ impl Default for OutputGuardConfig {
 impl GuardConfig {
     /// Checks the numbers; errors name the key.
     pub fn validate(&self) -> Result<(), RuntimeError> {
-        for (key, value) in [
-            ("guard.output.echo_block", self.output.echo_block),
-            ("guard.output.echo_warn", self.output.echo_warn),
-        ] {
-            if !(0.0..=1.0).contains(&value) {
-                return Err(RuntimeError::Config {
-                    key: key.to_owned(),
-                    reason: format!("{value} must be a number from 0 to 1"),
-                });
+        validate_output(&self.output, "guard.output")?;
+        validate_documents(&self.documents, "guard.documents")?;
+        for (name, route) in &self.routes {
+            if let Some(output) = &route.output {
+                validate_output(output, &format!("guard.routes.\"{name}\".output"))?;
+            }
+            if let Some(documents) = &route.documents {
+                validate_documents(documents, &format!("guard.routes.\"{name}\".documents"))?;
             }
         }
-        if self.output.echo_warn > self.output.echo_block {
+        self.alerts
+            .spike()
+            .validate()
+            .map_err(|error| RuntimeError::Config {
+                key: "guard.alerts".to_owned(),
+                reason: error.to_string(),
+            })?;
+        if let Some(url) = &self.alerts.webhook_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
             return Err(RuntimeError::Config {
-                key: "guard.output.echo_warn".to_owned(),
-                reason: "must not exceed echo_block".to_owned(),
+                key: "guard.alerts.webhook_url".to_owned(),
+                reason: format!("`{url}` is not an http(s) URL"),
             });
         }
         Ok(())
     }
+}
+
+fn validate_documents(documents: &DocumentsConfig, section: &str) -> Result<(), RuntimeError> {
+    if !(0.0..=1.0).contains(&documents.min_trust) {
+        return Err(RuntimeError::Config {
+            key: format!("{section}.min_trust"),
+            reason: format!("{} must be a number from 0 to 1", documents.min_trust),
+        });
+    }
+    Ok(())
+}
+
+fn validate_output(output: &OutputGuardConfig, section: &str) -> Result<(), RuntimeError> {
+    for (key, value) in [
+        (format!("{section}.echo_block"), output.echo_block),
+        (format!("{section}.echo_warn"), output.echo_warn),
+    ] {
+        if !(0.0..=1.0).contains(&value) {
+            return Err(RuntimeError::Config {
+                key,
+                reason: format!("{value} must be a number from 0 to 1"),
+            });
+        }
+    }
+    if output.echo_warn > output.echo_block {
+        return Err(RuntimeError::Config {
+            key: format!("{section}.echo_warn"),
+            reason: "must not exceed echo_block".to_owned(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,9 +8,14 @@ pub mod error;
 mod guard_stage;
 pub mod pipeline;
 
-pub use config::{GuardConfig, OutputGuardConfig};
+pub use config::{
+    AlertsConfig, DocumentAction, DocumentsConfig, GuardConfig, OutputGuardConfig,
+    RouteGuardConfig, SpotlightMode, ToolCallAction,
+};
 pub use error::RuntimeError;
+pub use guard_stage::{ANONYMOUS_ROLE, AlertSink, DocumentReport, RetrievedDocument};
 pub use pipeline::{
     ChatCall, ChatOutcome, EmbedCall, EmbedOutcome, ModelEntry, ModelSource, OutputCheck,
     PROMPT_PREFIX, PromptUse, Runtime, RuntimeBuilder, StreamMeta,
 };
+pub use promptops_guard::spike::SpikeAlert;

@@ -27,7 +27,12 @@ use tokio::task::JoinHandle;
 
 use crate::config::GuardConfig;
 use crate::error::RuntimeError;
-use crate::guard_stage::{GuardStage, InputGuarded};
+use crate::guard_stage::{
+    ANONYMOUS_ROLE, AlertSink, DocumentReport, GuardStage, InputGuarded, RetrievedDocument,
+    insert_documents, random_key,
+};
+use promptops_guard::sanitize::{Document, Spotlight};
+use promptops_registry::review::NewReview;
 
 /// The prefix of a model string that references a registry prompt.
 pub const PROMPT_PREFIX: &str = "prompt:";
@@ -46,6 +51,29 @@ pub struct ChatCall {
     pub request: ChatRequest,
     /// Variables for a prompt reference.
     pub prompt_variables: Option<Variables>,
+    /// The caller's RBAC role (`[guard.rbac]`); `None` means [`ANONYMOUS_ROLE`].
+    pub caller_role: Option<String>,
+    /// Documents retrieved by the caller to ground the answer: access-filtered, checked and
+    /// placed in the prompt as spotlighted data.
+    pub documents: Vec<RetrievedDocument>,
+}
+
+impl ChatCall {
+    /// A call with no prompt variables, role or documents.
+    pub fn new(
+        request_id: impl Into<String>,
+        model: impl Into<String>,
+        request: ChatRequest,
+    ) -> Self {
+        ChatCall {
+            request_id: request_id.into(),
+            model: model.into(),
+            request,
+            prompt_variables: None,
+            caller_role: None,
+            documents: Vec::new(),
+        }
+    }
 }
 
 /// The prompt version that served a call.
@@ -99,6 +127,8 @@ pub struct ChatOutcome {
     pub output_check: OutputCheck,
     /// Guard checks that fired without blocking.
     pub guard_warnings: Vec<String>,
+    /// What happened to the request's documents.
+    pub documents: DocumentReport,
 }
 
 /// What is known about a stream when it opens (before the first delta is read).
@@ -114,6 +144,8 @@ pub struct StreamMeta {
     pub started: Instant,
     /// Guard checks that fired without blocking (the input side; output checks end the stream).
     pub guard_warnings: Vec<String>,
+    /// What happened to the request's documents.
+    pub documents: DocumentReport,
 }
 
 /// An embeddings call.
@@ -178,6 +210,8 @@ struct Inner {
     catalog: Catalog,
     recorder: MetricsRecorder,
     validators: Mutex<HashMap<(String, Version), Arc<jsonschema::Validator>>>,
+    /// Per-process secret mixed with request ids into document delimiters.
+    delimiter_key: Vec<u8>,
 }
 
 /// The request pipeline; cheap to clone and shared by every request.
@@ -202,6 +236,7 @@ pub struct RuntimeBuilder {
     prompts: Option<Prompts>,
     guard: Option<GuardConfig>,
     catalog: Option<Catalog>,
+    on_alert: Option<AlertSink>,
 }
 
 impl RuntimeBuilder {
@@ -218,6 +253,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Receives the guard's injection spike alerts.
+    pub fn on_guard_alert(
+        mut self,
+        sink: impl Fn(&crate::SpikeAlert) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_alert = Some(Arc::new(sink));
+        self
+    }
+
     /// Prices calls with `catalog` instead of the built-in one.
     pub fn catalog(mut self, catalog: Catalog) -> Self {
         self.catalog = Some(catalog);
@@ -230,7 +274,7 @@ impl RuntimeBuilder {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Runtime, RuntimeError> {
         let guard = match self.guard {
-            Some(config) if config.enabled => Some(GuardStage::new(config, env)?),
+            Some(config) if config.enabled => Some(GuardStage::new(config, env, self.on_alert)?),
             _ => None,
         };
         let catalog = match self.catalog {
@@ -248,6 +292,7 @@ impl RuntimeBuilder {
                 catalog,
                 recorder: MetricsRecorder::new(),
                 validators: Mutex::new(HashMap::new()),
+                delimiter_key: random_key(),
             }),
         })
     }
@@ -266,6 +311,7 @@ impl Runtime {
             prompts: None,
             guard: None,
             catalog: None,
+            on_alert: None,
         }
     }
 
@@ -433,6 +479,7 @@ impl Runtime {
             latency,
             output_check,
             guard_warnings: warnings,
+            documents: prepared.documents,
         })
     }
 
@@ -463,6 +510,7 @@ impl Runtime {
             prompt: prepared.prompt.as_ref().map(|p| p.used.clone()),
             started,
             guard_warnings: prepared.guarded.reasons.clone(),
+            documents: prepared.documents.clone(),
         };
         let buffered = self
             .inner
@@ -577,7 +625,10 @@ impl Runtime {
             model,
             mut request,
             prompt_variables,
+            caller_role,
+            documents,
         } = call;
+        let requested = model.clone();
         let mut prompt = None;
         let model =
             if let Some(reference) = model.strip_prefix(PROMPT_PREFIX) {
@@ -631,16 +682,130 @@ impl Runtime {
         if request.messages.is_empty() {
             return Err(RuntimeError::invalid("messages", "must not be empty"));
         }
-        let guarded = match &self.inner.guard {
-            Some(stage) => stage.check_input(&mut request.messages, &request_id)?,
+        let role = caller_role.as_deref().unwrap_or(ANONYMOUS_ROLE);
+        let mut guarded = match &self.inner.guard {
+            Some(stage) => {
+                let policy = stage.policy(&requested);
+                stage.check_input(&mut request.messages, &request_id, &policy, role)?
+            }
             None => InputGuarded::default(),
         };
+        let (documents, document_reasons) = self
+            .place_documents(
+                &mut request.messages,
+                documents,
+                &requested,
+                role,
+                &request_id,
+            )
+            .await;
+        guarded.reasons.extend(document_reasons);
         Ok(Prepared {
             model,
             request,
             prompt,
             guarded,
+            documents,
         })
+    }
+
+    /// Access filter, trust and injection checks (flagged documents go to the review queue
+    /// unless a reviewer approved that content), then secure assembly into the messages.
+    /// Without the guard, documents are still placed as delimited, spotlighted data.
+    async fn place_documents(
+        &self,
+        messages: &mut Vec<Message>,
+        documents: Vec<RetrievedDocument>,
+        requested: &str,
+        role: &str,
+        request_id: &str,
+    ) -> (DocumentReport, Vec<String>) {
+        let mut reasons = Vec::new();
+        if documents.is_empty() {
+            return (DocumentReport::default(), reasons);
+        }
+        let (usable, mut report, mode) = match &self.inner.guard {
+            None => {
+                let usable: Vec<(usize, f32)> = (0..documents.len())
+                    .map(|i| {
+                        let trust = promptops_guard::rag::trust_score(&documents[i].provenance);
+                        (i, trust)
+                    })
+                    .collect();
+                (usable, DocumentReport::default(), Spotlight::Datamark('^'))
+            }
+            Some(stage) => {
+                let policy = stage.policy(requested);
+                let screen = stage.screen_documents(&documents, role, &policy);
+                reasons.extend(screen.reasons);
+                let mut usable = screen.usable;
+                let mut report = screen.report;
+                for (flagged, trust) in screen.flagged {
+                    let document = &documents[flagged.index];
+                    match self
+                        .review(document, flagged.index, &flagged, request_id)
+                        .await
+                    {
+                        Ok(Some(id)) => {
+                            report.quarantined.push(id);
+                            reasons.push(format!("document_injection:{:.2}", flagged.score));
+                        }
+                        Ok(None) => usable.push((flagged.index, trust)),
+                        Err(error) => {
+                            report.quarantined.push(None);
+                            reasons.push(format!("document_injection:{:.2}", flagged.score));
+                            reasons.push(format!("document_review_unavailable: {error}"));
+                        }
+                    }
+                }
+                usable.sort_by_key(|(index, _)| *index);
+                (usable, report, policy.documents.spotlight.spotlight())
+            }
+        };
+        let placed: Vec<Document> = usable
+            .iter()
+            .map(|&(index, trust)| Document {
+                source: documents[index].name(index),
+                trust,
+                content: documents[index].content.clone(),
+            })
+            .collect();
+        report.used = placed.len();
+        let mut seed = self.inner.delimiter_key.clone();
+        seed.extend_from_slice(request_id.as_bytes());
+        insert_documents(messages, &placed, &seed, mode);
+        (report, reasons)
+    }
+
+    /// The review-queue decision for a flagged document: `Ok(None)` when a reviewer approved
+    /// this content (use it), else its queue id (`Some(None)` without a registry to queue in).
+    async fn review(
+        &self,
+        document: &RetrievedDocument,
+        index: usize,
+        flagged: &crate::guard_stage::FlaggedDocument,
+        request_id: &str,
+    ) -> Result<Option<Option<i64>>, RegistryError> {
+        let Some(prompts) = &self.inner.prompts else {
+            return Ok(Some(None));
+        };
+        let registry = &prompts.registry;
+        if registry.review_status(&document.content).await?
+            == Some(promptops_registry::review::ReviewStatus::Approved)
+        {
+            return Ok(None);
+        }
+        let item = registry
+            .queue_review(&NewReview {
+                source: document.name(index),
+                content: document.content.clone(),
+                score: f64::from(flagged.score),
+                reasons: flagged.reasons.clone(),
+                request_id: request_id.to_owned(),
+                at_ms: promptops_registry::service::system_now_ms(),
+            })
+            .await?;
+        Ok(Some(Some(item.id)))
     }
 
     /// The version a reference selects for this request.
@@ -815,6 +980,7 @@ struct Prepared {
     request: ChatRequest,
     prompt: Option<PreparedPrompt>,
     guarded: InputGuarded,
+    documents: DocumentReport,
 }
 
 /// The prompt part of a prepared call.

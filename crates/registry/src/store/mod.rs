@@ -23,6 +23,7 @@ use crate::audit::AuditEntry;
 use crate::error::{RegistryError, Result};
 use crate::experiment::{ArmTotals, Experiment};
 use crate::metrics::VersionMetrics;
+use crate::review::{NewReview, ReviewItem, ReviewStatus};
 use crate::routing::{Deployment, DeploymentRequest, RoutingTable, Transition};
 use crate::version::{Bump, PromptContent, PromptVersion};
 
@@ -150,6 +151,20 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Pushed notice of committed changes where the backend has it (PostgreSQL LISTEN/NOTIFY),
     /// so routers reload at once instead of at their next poll; `None` means poll only.
     async fn change_feed(&self) -> Result<Option<ChangeFeed>>;
+    /// Queues a flagged document, or counts one more hit on the queued item with the same
+    /// content (whatever its status); returns the item as stored.
+    async fn queue_review(&self, new: &NewReview) -> Result<ReviewItem>;
+    /// Queued documents (all, or those with one status), oldest first.
+    async fn reviews(&self, status: Option<ReviewStatus>) -> Result<Vec<ReviewItem>>;
+    /// The status of the queued document with this content hash, if queued.
+    async fn review_status(&self, content_sha256: &str) -> Result<Option<ReviewStatus>>;
+    /// Approves or rejects a pending document, with its audit row.
+    async fn resolve_review(
+        &self,
+        id: i64,
+        decision: ReviewStatus,
+        ctx: &ChangeContext,
+    ) -> Result<ReviewItem>;
 }
 
 /// Pushed notices of registry changes: a dedicated PostgreSQL connection listening on the

@@ -16,6 +16,10 @@ pub(crate) const MAX_ATTEMPTS: u32 = 30;
 pub(crate) const VERSION_COLUMNS: &str =
     "prompt, version, content_hash, content, status, author, message, created_at_ms";
 
+/// Columns of a review-queue row, as [`impl_sql_store`] reads them.
+pub(crate) const REVIEW_COLUMNS: &str = "id, content_sha256, source, content, score, reasons, \
+     status, request_id, created_at_ms, hits, resolved_by, resolved_at_ms, note";
+
 /// Maps a driver error to [`RegistryError::Database`] for `operation`.
 pub(crate) fn db_err(operation: &'static str) -> impl FnOnce(sqlx::Error) -> RegistryError {
     move |source| RegistryError::Database { operation, source }
@@ -121,9 +125,10 @@ macro_rules! impl_sql_store {
         use crate::audit::{AuditDraft, AuditEntry, next_entry};
         use crate::experiment::{ArmTotals, Experiment, ExperimentArm};
         use crate::metrics::VersionMetrics;
+        use crate::review::{NewReview, ReviewItem, ReviewStatus};
         use crate::routing::{Deployment, DeploymentRequest, PromptRoutes, RoutingTable, Transition, transition};
         use crate::store::sql::{
-            VERSION_COLUMNS, db_err, stored_version, to_i64, to_u64, version_parts, with_retry,
+            REVIEW_COLUMNS, VERSION_COLUMNS, db_err, stored_version, to_i64, to_u64, version_parts, with_retry,
         };
         use crate::store::{
             AddedVersion, ChangeContext, ExperimentOutcome, NewVersion, PromptSummary, Store,
@@ -223,6 +228,91 @@ macro_rules! impl_sql_store {
                     });
                 }
                 Ok(())
+            }
+
+            fn review_from_row(row: &DbRow) -> Result<ReviewItem> {
+                let read = || db_err("read a review-queue row");
+                let id: i64 = row.try_get("id").map_err(read())?;
+                let reasons: String = row.try_get("reasons").map_err(read())?;
+                let status: String = row.try_get("status").map_err(read())?;
+                Ok(ReviewItem {
+                    id,
+                    content_sha256: row.try_get("content_sha256").map_err(read())?,
+                    source: row.try_get("source").map_err(read())?,
+                    content: row.try_get("content").map_err(read())?,
+                    score: row.try_get("score").map_err(read())?,
+                    reasons: serde_json::from_str(&reasons).map_err(|err| {
+                        RegistryError::CorruptRow(format!("reasons of queued document {id}: {err}"))
+                    })?,
+                    status: status.parse().map_err(|_| {
+                        RegistryError::CorruptRow(format!("status of queued document {id}: `{status}`"))
+                    })?,
+                    request_id: row.try_get("request_id").map_err(read())?,
+                    created_at_ms: row.try_get("created_at_ms").map_err(read())?,
+                    hits: row.try_get("hits").map_err(read())?,
+                    resolved_by: row.try_get("resolved_by").map_err(read())?,
+                    resolved_at_ms: row.try_get("resolved_at_ms").map_err(read())?,
+                    note: row.try_get("note").map_err(read())?,
+                })
+            }
+
+            async fn resolve_review_once(
+                &self,
+                id: i64,
+                decision: ReviewStatus,
+                ctx: &ChangeContext,
+            ) -> Result<ReviewItem> {
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(&format!("SELECT {REVIEW_COLUMNS} FROM review_queue WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err("read a queued document"))?
+                    .ok_or(RegistryError::UnknownReview(id))?;
+                let item = Self::review_from_row(&row)?;
+                if item.status != ReviewStatus::Pending {
+                    return Err(RegistryError::ReviewAlreadyResolved {
+                        id,
+                        status: item.status.to_string(),
+                    });
+                }
+                sqlx::query(
+                    "UPDATE review_queue SET status = $1, resolved_by = $2, resolved_at_ms = $3, \
+                     note = $4 WHERE id = $5",
+                )
+                .bind(decision.as_str())
+                .bind(&ctx.actor)
+                .bind(ctx.at_ms)
+                .bind(&ctx.reason)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("decide a queued document"))?;
+                Self::append_audit(
+                    &mut tx,
+                    AuditDraft {
+                        at_ms: ctx.at_ms,
+                        actor: ctx.actor.clone(),
+                        action: format!("review_{decision}"),
+                        prompt: None,
+                        details: json!({
+                            "review_id": id,
+                            "content_sha256": item.content_sha256,
+                            "source": item.source,
+                            "score": item.score,
+                            "reason": ctx.reason,
+                        }),
+                    },
+                )
+                .await?;
+                tx.commit().await.map_err(db_err("commit a review decision"))?;
+                Ok(ReviewItem {
+                    status: decision,
+                    resolved_by: Some(ctx.actor.clone()),
+                    resolved_at_ms: Some(ctx.at_ms),
+                    note: ctx.reason.clone(),
+                    ..item
+                })
             }
 
             fn deployment_from_row(name: &str, row: &DbRow) -> Result<Deployment> {
@@ -884,6 +974,83 @@ macro_rules! impl_sql_store {
                         })
                     })
                     .collect()
+            }
+
+            async fn queue_review(&self, new: &NewReview) -> Result<ReviewItem> {
+                let hash = new.content_sha256();
+                let reasons = serde_json::to_string(&new.reasons)
+                    .map_err(|err| RegistryError::InvalidReview(err.to_string()))?;
+                if !new.score.is_finite() {
+                    return Err(RegistryError::InvalidReview(format!(
+                        "score {} is not a number",
+                        new.score
+                    )));
+                }
+                sqlx::query(
+                    "INSERT INTO review_queue (content_sha256, source, content, score, reasons, status, \
+                     request_id, created_at_ms, hits) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, 1) \
+                     ON CONFLICT (content_sha256) DO UPDATE SET hits = review_queue.hits + 1",
+                )
+                .bind(&hash)
+                .bind(&new.source)
+                .bind(new.stored_content())
+                .bind(new.score)
+                .bind(&reasons)
+                .bind(&new.request_id)
+                .bind(new.at_ms)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err("queue a document for review"))?;
+                let row = sqlx::query(&format!(
+                    "SELECT {REVIEW_COLUMNS} FROM review_queue WHERE content_sha256 = $1"
+                ))
+                .bind(&hash)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err("read a queued document"))?;
+                Self::review_from_row(&row)
+            }
+
+            async fn reviews(&self, status: Option<ReviewStatus>) -> Result<Vec<ReviewItem>> {
+                let rows = match status {
+                    Some(status) => sqlx::query(&format!(
+                        "SELECT {REVIEW_COLUMNS} FROM review_queue WHERE status = $1 ORDER BY id"
+                    ))
+                    .bind(status.as_str())
+                    .fetch_all(&self.pool)
+                    .await,
+                    None => sqlx::query(&format!("SELECT {REVIEW_COLUMNS} FROM review_queue ORDER BY id"))
+                        .fetch_all(&self.pool)
+                        .await,
+                }
+                .map_err(db_err("list the review queue"))?;
+                rows.iter().map(Self::review_from_row).collect()
+            }
+
+            async fn review_status(&self, content_sha256: &str) -> Result<Option<ReviewStatus>> {
+                let status: Option<String> =
+                    sqlx::query_scalar("SELECT status FROM review_queue WHERE content_sha256 = $1")
+                        .bind(content_sha256)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db_err("look up a queued document"))?;
+                status.map(|s| s.parse()).transpose().map_err(|_| {
+                    RegistryError::CorruptRow(format!("review status of {content_sha256}"))
+                })
+            }
+
+            async fn resolve_review(
+                &self,
+                id: i64,
+                decision: ReviewStatus,
+                ctx: &ChangeContext,
+            ) -> Result<ReviewItem> {
+                if decision == ReviewStatus::Pending {
+                    return Err(RegistryError::InvalidReview(
+                        "a decision is `approved` or `rejected`".to_owned(),
+                    ));
+                }
+                with_retry!("decide a queued document", self.resolve_review_once(id, decision, ctx))
             }
 
             async fn change_feed(&self) -> Result<Option<crate::store::ChangeFeed>> {
