@@ -48,6 +48,7 @@ const MIN_HEX_BYTES: usize = 8;
 /// and the total decoded size never exceeds the input size, so rescanning stays linear.
 pub fn decode_payloads(text: &str) -> Vec<Decoded> {
     let mut found = Vec::new();
+    let (base64_run, hex_run) = longest_candidate_runs(text.as_bytes());
     let mut budget = text.len();
     let mut keep = |found: &mut Vec<Decoded>, encoding, decoded: String| {
         if decoded.len() <= budget && looks_like_text(&decoded) {
@@ -58,29 +59,82 @@ pub fn decode_payloads(text: &str) -> Vec<Decoded> {
             });
         }
     };
-    for run in base64_runs(text) {
-        if let Some(decoded) = decode_base64(run) {
-            keep(&mut found, Encoding::Base64, decoded);
+    if base64_run >= MIN_BASE64_RUN {
+        for run in base64_runs(text) {
+            if let Some(decoded) = decode_base64(run) {
+                keep(&mut found, Encoding::Base64, decoded);
+            }
         }
     }
-    for decoded in hex_runs(text) {
-        keep(&mut found, Encoding::Hex, decoded);
+    if hex_run >= 2 * MIN_HEX_BYTES {
+        for decoded in hex_runs(text) {
+            keep(&mut found, Encoding::Hex, decoded);
+        }
     }
-    if let Some(decoded) = decode_percent(text) {
+    // `contains` on bytes is a memchr; a percent payload needs escapes.
+    if text.as_bytes().contains(&b'%')
+        && let Some(decoded) = decode_percent(text)
+    {
         keep(&mut found, Encoding::Url, decoded);
     }
     found
 }
 
+/// Byte classes for [`longest_candidate_runs`]: bit 0 for the base64 alphabet, bit 1 for the
+/// bytes a hex payload is made of (hex digits and the `\x`, space and colon separators).
+const RUN_CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=') {
+            table[byte] |= 1;
+        }
+        if b.is_ascii_hexdigit() || matches!(b, b'\\' | b'x' | b' ' | b':') {
+            table[byte] |= 2;
+        }
+        byte += 1;
+    }
+    table
+};
+
+/// The longest run of base64-alphabet bytes and the longest run of hex-payload bytes, each
+/// capped once long enough to matter. Every base64 payload is one such run of at least
+/// [`MIN_BASE64_RUN`] bytes and every hex payload lies inside one with at least
+/// `2 * MIN_HEX_BYTES` digits, so most texts skip both decoders after this one cheap pass.
+fn longest_candidate_runs(bytes: &[u8]) -> (usize, usize) {
+    let (mut base64, mut hex) = (0usize, 0usize);
+    let (mut longest_base64, mut longest_hex) = (0usize, 0usize);
+    for chunk in bytes.chunks(64) {
+        // Branch-free inside a chunk: a run resets (masks to zero) on a byte outside its class.
+        for &byte in chunk {
+            let class = RUN_CLASS[usize::from(byte)];
+            base64 = (base64 + 1) & 0usize.wrapping_sub(usize::from(class & 1));
+            hex = (hex + 1) & 0usize.wrapping_sub(usize::from(class >> 1));
+            longest_base64 = longest_base64.max(base64);
+            longest_hex = longest_hex.max(hex);
+        }
+        if longest_base64 >= MIN_BASE64_RUN && longest_hex >= 2 * MIN_HEX_BYTES {
+            break;
+        }
+    }
+    (longest_base64, longest_hex)
+}
+
 /// rot13 of a text (its own inverse).
 pub fn rot13(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            'a'..='m' | 'A'..='M' => char::from(c as u8 + 13),
-            'n'..='z' | 'N'..='Z' => char::from(c as u8 - 13),
-            _ => c,
+    // Byte by byte: only ASCII letters change, and the bytes of a multi-byte UTF-8 character
+    // are all non-ASCII, so the result is still UTF-8.
+    let rotated: Vec<u8> = text
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'm' | b'A'..=b'M' => b + 13,
+            b'n'..=b'z' | b'N'..=b'Z' => b - 13,
+            _ => b,
         })
-        .collect()
+        .collect();
+    String::from_utf8(rotated)
+        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
 }
 
 fn is_base64_byte(byte: u8) -> bool {

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::decode::Encoding;
 use crate::error::GuardError;
 use crate::features::{Analysis, Layer, analyse, named_feature_table, named_values};
-use crate::model::Model;
+use crate::model::{Model, Palette};
 use crate::rules::rules;
 use crate::train::sigmoid;
 
@@ -25,6 +25,8 @@ pub struct InjectionVerdict {
 #[derive(Debug, Clone)]
 pub struct InjectionDetector {
     model: Model,
+    /// The model's hashed weights in a compact table, when they fit one (see [`Palette`]).
+    palette: Option<Palette>,
     threshold: f32,
 }
 
@@ -40,6 +42,7 @@ impl InjectionDetector {
     /// A detector over a given model at the default sensitivity.
     pub fn new(model: Model) -> InjectionDetector {
         InjectionDetector {
+            palette: Palette::of(&model),
             model,
             threshold: 0.5,
         }
@@ -72,7 +75,10 @@ impl InjectionDetector {
 
     /// The verdict for an already analysed text.
     pub fn verdict(&self, analysis: &Analysis) -> InjectionVerdict {
-        let parts = self.model.logit(analysis);
+        let parts = match &self.palette {
+            Some(palette) => self.model.logit_with(analysis, palette),
+            None => self.model.logit(analysis),
+        };
         let score = sigmoid(parts.total());
         InjectionVerdict {
             flagged: score >= self.threshold,

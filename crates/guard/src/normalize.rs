@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 
 /// A normalised view of a text plus counts of what was undone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,11 +38,43 @@ pub fn normalize(input: &str) -> Normalized {
         hidden_comments: count_hidden_comments(input),
         ..Normalized::default()
     };
-    let composed: Cow<'_, str> = if input.is_ascii() {
-        Cow::Borrowed(input)
-    } else {
-        Cow::Owned(input.nfkc().collect())
-    };
+    if input.is_ascii() {
+        // Most prompts are ASCII: NFKC, homoglyphs and tag characters cannot occur, so the
+        // steps below run on one byte buffer with no intermediate strings.
+        let input_bytes = input.as_bytes();
+        let mut bytes =
+            if join_spaced_letters_into(input_bytes, |_| {}) == 0 && plainly_spaced(input_bytes) {
+                // Nothing to join and nothing to collapse: folding is lower-casing.
+                input_bytes.to_ascii_lowercase()
+            } else {
+                let mut bytes = Vec::with_capacity(input.len());
+                let mut folder = AsciiFolder::default();
+                out.spaced_runs = join_spaced_letters_into(input_bytes, |segment| {
+                    folder.fold(segment, &mut bytes);
+                });
+                out.invisible = folder.invisible;
+                bytes
+            };
+        // Most texts have no digit or symbol leetspeak could rewrite.
+        if bytes.iter().any(|&b| LEET_CLASS[usize::from(b)] == LEET) {
+            out.leet = read_leetspeak(&mut bytes);
+        }
+        out.text = String::from_utf8(bytes)
+            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
+        return out;
+    }
+    normalize_general(input, out)
+}
+
+/// The general path of [`normalize`] (any text; ASCII text takes the equivalent fast path).
+fn normalize_general(input: &str, mut out: Normalized) -> Normalized {
+    // The quick check answers "already NFKC" for most text without composing it.
+    let composed: Cow<'_, str> =
+        if input.chars().all(nfkc_stable) || is_nfkc_quick(input.chars()) == IsNormalized::Yes {
+            Cow::Borrowed(input)
+        } else {
+            Cow::Owned(input.nfkc().collect())
+        };
     // Spaced-out letters are joined before whitespace collapses, so the wider gap between
     // spaced words ("i g n o r e  a l l") still separates them.
     let (joined, runs) = join_spaced_letters(composed.as_bytes());
@@ -52,15 +84,93 @@ pub fn normalize(input: &str) -> Normalized {
         .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
     let folded = fold_chars(&joined, &mut out);
     let mut bytes = folded.into_bytes();
-    out.leet = read_leetspeak(&mut bytes);
+    if bytes.iter().any(|&b| LEET_CLASS[usize::from(b)] == LEET) {
+        out.leet = read_leetspeak(&mut bytes);
+    }
     // Only ASCII bytes were replaced by ASCII bytes, so the text is still UTF-8.
     out.text = String::from_utf8(bytes)
         .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
     out
 }
 
+/// Characters NFKC leaves alone whatever surrounds them (quick-check "yes", combining class
+/// 0): ASCII and the common letters and punctuation of Latin-1, Cyrillic, typographic
+/// quotes, kana, CJK ideographs and Hangul. Checked first because the generic quick check
+/// costs a large table search per character.
+fn nfkc_stable(c: char) -> bool {
+    matches!(u32::from(c),
+        0x00..=0x7F | 0xAB | 0xBB | 0xC0..=0xFF | 0x0400..=0x0482 | 0x048A..=0x04FF
+        | 0x2013 | 0x2014 | 0x2018 | 0x2019 | 0x201C | 0x201D | 0x3001 | 0x3002
+        | 0x300C..=0x300F | 0x3041..=0x3096 | 0x30A1..=0x30FA | 0x30FC | 0x4E00..=0x9FFF
+        | 0xAC00..=0xD7A3)
+}
+
 fn count_hidden_comments(input: &str) -> usize {
-    input.matches("<!--").count() + input.matches("[//]: #").count()
+    // `contains` on bytes is a memchr: most texts have neither opening byte.
+    let bytes = input.as_bytes();
+    let html = if bytes.contains(&b'<') {
+        input.matches("<!--").count()
+    } else {
+        0
+    };
+    let markdown = if bytes.contains(&b'[') {
+        input.matches("[//]: #").count()
+    } else {
+        0
+    };
+    html + markdown
+}
+
+/// Whether ASCII `bytes` are already folded as far as whitespace and control bytes go: only
+/// printable bytes and single spaces or newlines between them (no tab, carriage return or
+/// other control byte, no run of whitespace, none at either end).
+fn plainly_spaced(bytes: &[u8]) -> bool {
+    let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) else {
+        return true;
+    };
+    let space = |b: u8| b == b' ' || b == b'\n';
+    // Branch-free: collect every violation in one flag.
+    let mut bad = space(first) | space(last);
+    let mut previous_space = false;
+    for &byte in bytes {
+        let is_space = space(byte);
+        bad |= (byte < 0x20 && byte != b'\n') | (byte == 0x7f) | (previous_space & is_space);
+        previous_space = is_space;
+    }
+    !bad
+}
+
+/// [`fold_chars`] for ASCII bytes, fed segment by segment: drops control bytes, lower-cases
+/// and collapses whitespace exactly as `fold_chars` does for ASCII characters.
+#[derive(Default)]
+struct AsciiFolder {
+    pending_space: Option<u8>,
+    invisible: usize,
+}
+
+impl AsciiFolder {
+    fn fold(&mut self, segment: &[u8], folded: &mut Vec<u8>) {
+        for &byte in segment {
+            if byte.is_ascii_whitespace() {
+                // As `note_space`: a newline wins over spaces.
+                self.pending_space =
+                    if byte == b'\n' || byte == b'\r' || self.pending_space == Some(b'\n') {
+                        Some(b'\n')
+                    } else {
+                        Some(b' ')
+                    };
+            } else if byte.is_ascii_control() {
+                self.invisible += 1;
+            } else {
+                if let Some(space) = self.pending_space.take()
+                    && !folded.is_empty()
+                {
+                    folded.push(space);
+                }
+                folded.push(byte.to_ascii_lowercase());
+            }
+        }
+    }
 }
 
 /// Removes invisible characters, decodes tag smuggling, lower-cases, folds homoglyphs and
@@ -88,6 +198,12 @@ fn fold_chars(text: &str, out: &mut Normalized) -> String {
             continue;
         }
         let code = u32::from(c);
+        // Kana, CJK ideographs and Hangul syllables: caseless, visible, not whitespace and
+        // no homoglyphs, so the lookups below are skipped for most of a CJK text.
+        if matches!(code, 0x3001..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7A3) {
+            push(&mut folded, &mut pending_space, c);
+            continue;
+        }
         if (0xE0020..=0xE007E).contains(&code) {
             out.tag_smuggled += 1;
             if let Some(ascii) = char::from_u32(code - 0xE0000) {
@@ -170,36 +286,30 @@ fn confusable(c: char) -> Option<char> {
 /// ("1gn0r3", "pr3v10us" -> "ignore", "previous"); plain numbers and digit-heavy tokens
 /// ("2024", "h264") stay as they are.
 fn read_leetspeak(bytes: &mut [u8]) -> usize {
-    let leet = |byte: u8| match byte {
-        b'0' => Some(b'o'),
-        b'1' => Some(b'i'),
-        b'3' => Some(b'e'),
-        b'4' => Some(b'a'),
-        b'5' => Some(b's'),
-        b'7' => Some(b't'),
-        b'@' => Some(b'a'),
-        b'$' => Some(b's'),
-        _ => None,
-    };
-    let in_token = |byte: u8| byte.is_ascii_alphanumeric() || byte == b'@' || byte == b'$';
     let mut changed = 0;
     let mut start = 0;
     while start < bytes.len() {
-        if !in_token(bytes[start]) {
+        if LEET_CLASS[usize::from(bytes[start])] == NOT_IN_TOKEN {
             start += 1;
             continue;
         }
+        // One pass over the token counts its letters and leet bytes.
         let mut end = start;
-        while end < bytes.len() && in_token(bytes[end]) {
+        let (mut letters, mut leets) = (0, 0);
+        while let Some(&byte) = bytes.get(end) {
+            match LEET_CLASS[usize::from(byte)] {
+                NOT_IN_TOKEN => break,
+                LETTER => letters += 1,
+                LEET => leets += 1,
+                _ => {}
+            }
             end += 1;
         }
-        let token = &bytes[start..end];
-        let letters = token.iter().filter(|b| b.is_ascii_lowercase()).count();
-        let leets = token.iter().filter(|&&b| leet(b).is_some()).count();
-        let others = token.len() - letters - leets;
-        if letters > 0 && leets > 0 && others == 0 && letters * 2 >= token.len() {
+        let len = end - start;
+        let others = len - letters - leets;
+        if letters > 0 && leets > 0 && others == 0 && letters * 2 >= len {
             for byte in &mut bytes[start..end] {
-                if let Some(mapped) = leet(*byte) {
+                if let Some(mapped) = leet_letter(*byte) {
                     *byte = mapped;
                     changed += 1;
                 }
@@ -210,6 +320,47 @@ fn read_leetspeak(bytes: &mut [u8]) -> usize {
     changed
 }
 
+/// The letter a leetspeak digit or symbol stands for.
+fn leet_letter(byte: u8) -> Option<u8> {
+    match byte {
+        b'0' => Some(b'o'),
+        b'1' => Some(b'i'),
+        b'3' => Some(b'e'),
+        b'4' => Some(b'a'),
+        b'5' => Some(b's'),
+        b'7' => Some(b't'),
+        b'@' => Some(b'a'),
+        b'$' => Some(b's'),
+        _ => None,
+    }
+}
+
+const NOT_IN_TOKEN: u8 = 0;
+const LETTER: u8 = 1;
+const LEET: u8 = 2;
+const OTHER: u8 = 3;
+
+/// Byte classes for [`read_leetspeak`]: tokens are ASCII alphanumerics, `@` and `$`; inside
+/// them, lower-case letters, leet bytes, and the rest.
+const LEET_CLASS: [u8; 256] = {
+    let mut table = [NOT_IN_TOKEN; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = if b.is_ascii_lowercase() {
+            LETTER
+        } else if matches!(b, b'0' | b'1' | b'3' | b'4' | b'5' | b'7' | b'@' | b'$') {
+            LEET
+        } else if b.is_ascii_alphanumeric() {
+            OTHER
+        } else {
+            NOT_IN_TOKEN
+        };
+        byte += 1;
+    }
+    table
+};
+
 fn is_word(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || byte >= 0x80
 }
@@ -217,6 +368,14 @@ fn is_word(byte: u8) -> bool {
 /// Joins runs of at least four single letters separated by one separator each
 /// ("i g n o r e", "i.g.n.o.r.e"). Words of a run separated by a wider gap stay apart.
 fn join_spaced_letters(bytes: &[u8]) -> (Vec<u8>, usize) {
+    let mut out = Vec::with_capacity(bytes.len());
+    let runs = join_spaced_letters_into(bytes, |segment| out.extend_from_slice(segment));
+    (out, runs)
+}
+
+/// [`join_spaced_letters`], handing the output to `emit` in segments (most texts are one
+/// segment: the input itself) and returning the number of runs joined.
+fn join_spaced_letters_into(bytes: &[u8], mut emit: impl FnMut(&[u8])) -> usize {
     let len = bytes.len();
     let is_single = |index: usize| {
         bytes[index].is_ascii_alphanumeric()
@@ -229,11 +388,19 @@ fn join_spaced_letters(bytes: &[u8]) -> (Vec<u8>, usize) {
             b' ' | b'.' | b'-' | b'_' | b'*' | b'|' | b'/' | b'+' | b','
         )
     };
-    let mut out = Vec::with_capacity(len);
     let mut runs = 0;
     let mut index = 0;
+    // Bytes before this offset have been emitted.
+    let mut emitted = 0;
+    let mut previous_word = false;
     while index < len {
-        if is_single(index) {
+        let byte = bytes[index];
+        // `is_single(index)`, with the previous byte's class carried over.
+        let single = !previous_word
+            && byte.is_ascii_alphanumeric()
+            && (index + 1 == len || !is_word(bytes[index + 1]));
+        previous_word = is_word(byte);
+        if single {
             // Measure the run of singles separated by exactly one separator.
             let mut end = index;
             let mut count = 1;
@@ -243,19 +410,21 @@ fn join_spaced_letters(bytes: &[u8]) -> (Vec<u8>, usize) {
             }
             if count >= 4 {
                 runs += 1;
-                let mut at = index;
-                while at <= end {
-                    out.push(bytes[at]);
-                    at += 2;
+                emit(&bytes[emitted..index]);
+                for at in (index..=end).step_by(2) {
+                    emit(&bytes[at..=at]);
                 }
                 index = end + 1;
+                emitted = index;
+                // The run ends on a single letter.
+                previous_word = true;
                 continue;
             }
         }
-        out.push(bytes[index]);
         index += 1;
     }
-    (out, runs)
+    emit(&bytes[emitted..]);
+    runs
 }
 
 #[cfg(test)]
@@ -280,6 +449,41 @@ mod tests {
         check("i.g.n.o.r.e the rules", "ignore the rules");
         check("𝐢𝐠𝐧𝐨𝐫𝐞", "ignore");
         check("line one\n\n  line two", "line one\nline two");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn ascii_fast_path_equals_the_general_path(
+            text in "[ -~\t\n\r\x00-\x1f\x7f]{0,80}|([a-z0-9@$] ?[ .,_*|/+-]?){0,30}"
+        ) {
+            let fast = normalize(&text);
+            let general = normalize_general(
+                &text,
+                Normalized {
+                    hidden_comments: count_hidden_comments(&text),
+                    ..Normalized::default()
+                },
+            );
+            proptest::prop_assert_eq!(fast, general);
+        }
+    }
+
+    #[test]
+    fn nfkc_stable_characters_pass_the_quick_check() {
+        for c in ('\0'..=char::MAX).filter(|&c| nfkc_stable(c)) {
+            assert_eq!(
+                is_nfkc_quick(std::iter::once(c)),
+                IsNormalized::Yes,
+                "{c:?}"
+            );
+            assert_eq!(
+                unicode_normalization::char::canonical_combining_class(c),
+                0,
+                "{c:?}"
+            );
+        }
     }
 
     #[test]

@@ -85,7 +85,10 @@ pub struct PiiMatch {
 }
 
 struct Patterns {
-    email: Regex,
+    /// The domain half of [`EMAIL`], from the `@` (run anchored, see [`email_matches`]).
+    email_domain: regex_automata::meta::Regex,
+    /// `[\p{L}\p{N}]`, the first character of the local part of [`EMAIL`].
+    letter_or_number: Regex,
     ssn: Regex,
     ssn_cued: Regex,
     card: Regex,
@@ -105,7 +108,8 @@ fn patterns() -> Option<&'static Patterns> {
         .get_or_init(|| {
             let re = |p: &str| Regex::new(&crate::rules::ascii_word_boundaries(p)).ok();
             Some(Patterns {
-                email: re(r"[\p{L}\p{N}][\p{L}\p{N}._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b")?,
+                email_domain: regex_automata::meta::Regex::new(&crate::rules::ascii_word_boundaries(EMAIL_DOMAIN)).ok()?,
+                letter_or_number: Regex::new(r"^[\p{L}\p{N}]$").ok()?,
                 ssn: re(r"\b\d{3}-\d{2}-\d{4}\b")?,
                 ssn_cued: re(r"(?i)\b(?:ssn|social security(?: number| no\.?| #)?|ss#)\s*(?:is|:|#|number)?\s*(\d{3}[ .]?\d{2}[ .]?\d{4})\b")?,
                 card: re(r"\b\d(?:[ -]?\d){12,18}\b")?,
@@ -129,26 +133,43 @@ pub struct PiiDetector;
 impl PiiDetector {
     /// All PII in `text`, non-overlapping, sorted by start.
     pub fn detect(&self, text: &str) -> Vec<PiiMatch> {
+        self.detect_gated(text, true)
+    }
+
+    /// [`PiiDetector::detect`]; without `gated`, every pattern runs whatever the byte counts
+    /// say (the tests check that the gates never change a result).
+    fn detect_gated(&self, text: &str, gated: bool) -> Vec<PiiMatch> {
         let Some(p) = patterns() else {
             return Vec::new();
         };
         let mut candidates: Vec<(PiiType, usize, usize, f32)> = Vec::new();
         let bytes = text.as_bytes();
-        let has_digit = bytes.iter().any(u8::is_ascii_digit);
+        let stats = if gated {
+            ByteStats::of(bytes)
+        } else {
+            ByteStats::ungated(bytes)
+        };
         if memchr_byte(bytes, b'@') {
-            for m in p.email.find_iter(text) {
-                candidates.push((PiiType::Email, m.start(), m.end(), 0.95));
+            for (start, end) in email_matches(p, text) {
+                candidates.push((PiiType::Email, start, end, 0.95));
             }
         }
-        if has_digit {
-            self.digits(text, p, &mut candidates);
+        if stats.digits > 0 {
+            self.digits(text, p, &stats, &mut candidates);
         }
-        if has_digit {
+        if stats.digits > 0 {
             for m in p.address.find_iter(text) {
                 candidates.push((PiiType::Address, m.start(), m.end(), 0.6));
             }
         }
-        for caps in p.person.captures_iter(text) {
+        // `is_match` first: most texts have no cue, and captures cost an allocation per call.
+        for caps in p
+            .person
+            .is_match(text)
+            .then(|| p.person.captures_iter(text))
+            .into_iter()
+            .flatten()
+        {
             if let Some(name) = caps.get(1)
                 && !is_common_word(name.as_str())
             {
@@ -158,37 +179,67 @@ impl PiiDetector {
         resolve(text, candidates)
     }
 
-    fn digits(&self, text: &str, p: &Patterns, out: &mut Vec<(PiiType, usize, usize, f32)>) {
-        for m in p.iban.find_iter(text) {
-            if let Some(end) = valid_iban_prefix(m.as_str()) {
-                out.push((PiiType::Iban, m.start(), m.start() + end, 0.98));
+    /// The digit-based types. Each pattern runs only when the text has what its validator
+    /// needs (counted in ASCII digits, which are all the validators accept), so a prompt with a
+    /// year or an order number in it does not pay for eight more passes.
+    fn digits(
+        &self,
+        text: &str,
+        p: &Patterns,
+        stats: &ByteStats,
+        out: &mut Vec<(PiiType, usize, usize, f32)>,
+    ) {
+        // `iban_checks` accepts only `[A-Z0-9]`: a valid IBAN starts with two ASCII capitals
+        // and two ASCII digits.
+        if stats.iban_head {
+            for m in p.iban.find_iter(text) {
+                if let Some(end) = valid_iban_prefix(m.as_str()) {
+                    out.push((PiiType::Iban, m.start(), m.start() + end, 0.98));
+                }
             }
         }
-        for m in p.card.find_iter(text) {
-            if valid_card(m.as_str()) && !negative_cue_before(text, m.start(), CARD_NEGATIVE_CUES) {
-                out.push((PiiType::CreditCard, m.start(), m.end(), 0.95));
+        // `valid_card` wants 13 to 19 ASCII digits.
+        if stats.digits >= 13 {
+            for m in p.card.find_iter(text) {
+                if valid_card(m.as_str())
+                    && !negative_cue_before(text, m.start(), CARD_NEGATIVE_CUES)
+                {
+                    out.push((PiiType::CreditCard, m.start(), m.end(), 0.95));
+                }
             }
         }
-        for m in p.ssn.find_iter(text) {
-            if valid_ssn(m.as_str()) && !adjacent_digit_group(text, m.start(), m.end()) {
-                out.push((PiiType::Ssn, m.start(), m.end(), 0.9));
+        // `valid_ssn` parses the area (three digits) as a number, which only ASCII digits are;
+        // both SSN patterns hold nine `\d`, all ASCII digits in an ASCII text.
+        if stats.digits >= if stats.ascii { 9 } else { 3 } {
+            if stats.dashes > 0 {
+                for m in p.ssn.find_iter(text) {
+                    if valid_ssn(m.as_str()) && !adjacent_digit_group(text, m.start(), m.end()) {
+                        out.push((PiiType::Ssn, m.start(), m.end(), 0.9));
+                    }
+                }
+            }
+            let cued = p
+                .ssn_cued
+                .is_match(text)
+                .then(|| p.ssn_cued.captures_iter(text));
+            for caps in cued.into_iter().flatten() {
+                if let Some(m) = caps.get(1)
+                    && valid_ssn(&m.as_str().replace([' ', '.'], "-"))
+                {
+                    out.push((PiiType::Ssn, m.start(), m.end(), 0.8));
+                }
             }
         }
-        for caps in p.ssn_cued.captures_iter(text) {
-            if let Some(m) = caps.get(1)
-                && valid_ssn(&m.as_str().replace([' ', '.'], "-"))
-            {
-                out.push((PiiType::Ssn, m.start(), m.end(), 0.8));
-            }
-        }
-        if text.contains('.') {
+        // `valid_ipv4` parses four ASCII-digit octets around three dots.
+        if stats.digits >= 4 && stats.dots >= 3 {
             for m in p.ipv4.find_iter(text) {
                 if valid_ipv4(text, m.start(), m.end()) {
                     out.push((PiiType::Ip, m.start(), m.end(), 0.9));
                 }
             }
         }
-        if text.contains(':') {
+        // An IPv6 candidate starts with two colons at most four hex digits apart.
+        if stats.close_colons {
             for m in p.ipv6.find_iter(text) {
                 let candidate = m.as_str();
                 if candidate.matches(':').count() >= 2
@@ -200,17 +251,161 @@ impl PiiDetector {
                 }
             }
         }
-        for caps in p.dob.captures_iter(text) {
+        // Every date form of the pattern holds at least four `\d`.
+        let dob_possible = !stats.ascii || stats.digits >= 4;
+        let dob = (dob_possible && p.dob.is_match(text)).then(|| p.dob.captures_iter(text));
+        for caps in dob.into_iter().flatten() {
             if let Some(m) = caps.get(1) {
                 out.push((PiiType::DateTime, m.start(), m.end(), 0.8));
             }
         }
-        for m in p.phone.find_iter(text) {
-            if let Some(confidence) = phone_confidence(text, m.start(), m.end(), p) {
-                out.push((PiiType::Phone, m.start(), m.end(), confidence));
+        // `phone_confidence` wants at least 7 ASCII digits.
+        if stats.digits >= 7 {
+            for m in p.phone.find_iter(text) {
+                if let Some(confidence) = phone_confidence(text, m.start(), m.end(), p) {
+                    out.push((PiiType::Phone, m.start(), m.end(), confidence));
+                }
             }
         }
     }
+}
+
+/// [`ByteStats`] classes: the counter index in the low three bits, and the IBAN-head class
+/// (1 capital, 2 digit) above them.
+const STAT_CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = match b {
+            b'0'..=b'9' => 1 | 2 << 3,
+            b'A'..=b'Z' => 1 << 3,
+            b'-' => 2,
+            b'.' => 3,
+            _ => 0,
+        };
+        byte += 1;
+    }
+    table
+};
+
+/// The [`ByteStats`] counter lane a [`STAT_CLASS`] counter index adds one to.
+const STAT_LANE: [u64; 8] = [0, 1, 1 << 16, 1 << 32, 0, 0, 0, 0];
+
+/// Byte counts that tell, in one pass, which digit-based patterns could yield a valid match.
+struct ByteStats {
+    /// ASCII digits.
+    digits: usize,
+    dashes: usize,
+    dots: usize,
+    /// Two ASCII capitals followed by two ASCII digits occur (the head of an IBAN).
+    iban_head: bool,
+    /// Two colons at most four bytes apart occur (every IPv6 candidate has them).
+    close_colons: bool,
+    /// The text is ASCII, so `\d` can only match ASCII digits.
+    ascii: bool,
+}
+
+impl ByteStats {
+    /// Counts that let every pattern run (the digit gate keeps its original meaning).
+    fn ungated(bytes: &[u8]) -> ByteStats {
+        let any_digit = bytes.iter().any(u8::is_ascii_digit);
+        ByteStats {
+            digits: if any_digit { usize::MAX } else { 0 },
+            dashes: usize::MAX,
+            dots: usize::MAX,
+            iban_head: true,
+            close_colons: true,
+            ascii: false,
+        }
+    }
+
+    fn of(bytes: &[u8]) -> ByteStats {
+        let mut stats = ByteStats {
+            digits: 0,
+            dashes: 0,
+            dots: 0,
+            iban_head: false,
+            close_colons: false,
+            ascii: bytes.is_ascii(),
+        };
+        // Bytes since the last colon (saturating, so far away at the start).
+        let mut since_colon = usize::MAX;
+        // Three 16-bit counters in one word, one add per byte; flushed before a lane can
+        // overflow.
+        // The classes of the last bytes, newest in the low bits: 1 capital, 2 digit.
+        let mut recent: u32 = 0;
+        for chunk in bytes.chunks(u16::MAX as usize) {
+            let mut lanes: u64 = 0;
+            for &byte in chunk {
+                let class = STAT_CLASS[usize::from(byte)];
+                lanes += STAT_LANE[usize::from(class & 7)];
+                recent = (recent << 2 | u32::from(class >> 3)) & 0xff;
+                // capital, capital, digit, digit
+                stats.iban_head |= recent == 0b01_01_10_10;
+                let colon = byte == b':';
+                stats.close_colons |= colon & (since_colon <= 4);
+                since_colon = if colon {
+                    0
+                } else {
+                    since_colon.saturating_add(1)
+                };
+            }
+            let lane = |n: u32| (lanes >> (16 * n)) as usize & 0xffff;
+            stats.digits += lane(0);
+            stats.dashes += lane(1);
+            stats.dots += lane(2);
+        }
+        stats
+    }
+}
+
+/// The email pattern: a local part of 1 to 64 letters, numbers and `._%+-` starting with a
+/// letter or number, then [`EMAIL_DOMAIN`]. Run whole, its Unicode-class repetition defeats
+/// the lazy DFA and every search falls back to a backtracker that clears a large bitmap per
+/// call, so [`email_matches`] finds its matches in two cheap steps.
+#[cfg(test)]
+const EMAIL: &str = r"[\p{L}\p{N}][\p{L}\p{N}._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b";
+const EMAIL_DOMAIN: &str = r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b";
+
+/// What `Regex::new(EMAIL).find_iter(text)` yields, as byte spans, without running it: a match
+/// holds exactly one `@`, so per `@` (from the end of the previous match on), the end is
+/// where the domain pattern matches anchored at the `@` (the local part before it has a
+/// single way to reach the `@`, so it does not change the domain's preferred end), and the
+/// start is the leftmost one the local part allows: the furthest letter or number among the
+/// (at most 64) local-part characters right before the `@`.
+fn email_matches(p: &Patterns, text: &str) -> Vec<(usize, usize)> {
+    let mut found = Vec::new();
+    let mut cursor = 0;
+    let at_signs = text.bytes().enumerate().filter(|(_, b)| *b == b'@');
+    for (at, _) in at_signs {
+        if at < cursor {
+            continue;
+        }
+        let domain = regex_automata::Input::new(text)
+            .range(at..)
+            .anchored(regex_automata::Anchored::Yes);
+        let Some(domain) = p.email_domain.find(domain) else {
+            continue;
+        };
+        let letter_or_number = |c: char| {
+            c.is_ascii_alphanumeric()
+                || (!c.is_ascii() && p.letter_or_number.is_match(c.encode_utf8(&mut [0; 4])))
+        };
+        let mut start = None;
+        for (offset, c) in text[cursor..at].char_indices().rev().take(64) {
+            if letter_or_number(c) {
+                start = Some(cursor + offset);
+            } else if !matches!(c, '.' | '_' | '%' | '+' | '-') {
+                break;
+            }
+        }
+        if let Some(start) = start {
+            cursor = domain.end();
+            found.push((start, cursor));
+        }
+    }
+    found
 }
 
 fn memchr_byte(bytes: &[u8], needle: u8) -> bool {
@@ -231,19 +426,24 @@ fn resolve(text: &str, mut candidates: Vec<(PiiType, usize, usize, f32)>) -> Vec
             .then((b.2 - b.1).cmp(&(a.2 - a.1)))
             .then(a.1.cmp(&b.1))
     });
-    let mut kept: Vec<(PiiType, usize, usize, f32)> = Vec::new();
+    // Kept spans by start byte: they are disjoint, so a candidate is free when the last kept
+    // span starting before its end ends by its start (one lookup, not a scan of all kept
+    // spans, which was quadratic on texts with many matches).
+    let mut by_start: std::collections::BTreeMap<usize, (PiiType, usize, usize, f32)> =
+        std::collections::BTreeMap::new();
     for candidate in candidates {
         if candidate.1 >= candidate.2 {
             continue;
         }
-        if kept
-            .iter()
-            .all(|k| candidate.2 <= k.1 || candidate.1 >= k.2)
-        {
-            kept.push(candidate);
+        let free = by_start
+            .range(..candidate.2)
+            .next_back()
+            .is_none_or(|(_, k)| k.2 <= candidate.1);
+        if free {
+            by_start.insert(candidate.1, candidate);
         }
     }
-    kept.sort_by_key(|k| k.1);
+    let kept: Vec<(PiiType, usize, usize, f32)> = by_start.into_values().collect();
     let offsets: Vec<usize> = kept.iter().flat_map(|k| [k.1, k.2]).collect();
     let chars = byte_to_char_offsets(text, &offsets);
     kept.iter()
@@ -753,6 +953,59 @@ mod tests {
         let value: String = chars[matches[0].start..matches[0].end].iter().collect();
         assert_eq!(value, "jürgen@example.de");
         assert_eq!(matches[0].start, 15);
+    }
+
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn email_matches_equal_the_whole_pattern(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    4 => proptest::sample::select(&[
+                        "@", ".", "-", "_", "+", "%", " ", "a", "Z", "9", "jane", "ex-ample",
+                        "com", "co.uk", "é", "ü", "日本", "١", "_x", "@@", ".c", "\n",
+                    ][..]).prop_map(str::to_owned),
+                    1 => proptest::prelude::any::<String>(),
+                    1 => proptest::string::string_regex("[a-z]{60,70}").unwrap(),
+                ],
+                0..24,
+            )
+        ) {
+            let text = parts.concat();
+            let whole = Regex::new(&crate::rules::ascii_word_boundaries(EMAIL)).unwrap();
+            let expected: Vec<(usize, usize)> =
+                whole.find_iter(&text).map(|m| (m.start(), m.end())).collect();
+            proptest::prop_assert_eq!(email_matches(patterns().unwrap(), &text), expected);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn byte_count_gates_never_change_a_result(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    4 => proptest::sample::select(&[
+                        "4111 1111 1111 1111", "123-45-6789", "GB82 WEST 1234 5698 7654 32",
+                        "192.168.1.7", "2001:db8::1", "::", "+1 415 555 0199", "(373) 435-7716",
+                        "born on 10/5/1971", "SSN 123 45 6789", "2437 Main St", "12", "7", ".",
+                        ":", "-", " ", "DE", "89", "１２３", "٣", "version", "order",
+                    ][..]).prop_map(str::to_owned),
+                    1 => proptest::prelude::any::<String>(),
+                ],
+                0..12,
+            )
+        ) {
+            let text = parts.concat();
+            proptest::prop_assert_eq!(
+                PiiDetector.detect_gated(&text, true),
+                PiiDetector.detect_gated(&text, false)
+            );
+        }
     }
 
     #[test]

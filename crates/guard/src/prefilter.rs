@@ -1,15 +1,21 @@
-//! A literal pre-filter for the injection rules: one Aho-Corasick pass finds which rules could
-//! match (every match of a rule starts with one of its prefix literals, extracted from the
-//! compiled pattern by `regex-syntax`), and only those rules' regexes run. The same pass also
-//! looks for the rot13 images of the strong rules' literals, so a rot13 copy of the text is
-//! made and scanned only when a rotated attack is possible. The result equals running the
-//! full `RegexSet` on the text (and on its rot13), which the tests check.
+//! A literal pre-filter for the injection rules: every match of a rule starts with one of its
+//! prefix literals (extracted from the compiled pattern by `regex-syntax`), almost always at a
+//! word start, so an anchored Aho-Corasick automaton is walked only from word starts (and from
+//! the rare bytes that begin a literal allowed anywhere), and a rule's regex then runs anchored
+//! where one of its literals occurs, never over the whole text. The same pass also looks for the rot13 images of the strong
+//! rules' literals, so a rot13 copy of the text is made and scanned only when a rotated attack
+//! is possible. The result equals running the full `RegexSet` on the text (and on its rot13),
+//! which the tests check.
 
 use std::sync::OnceLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
-use regex::{Regex, RegexBuilder};
+use aho_corasick::automaton::Automaton;
+use aho_corasick::dfa::DFA;
+use aho_corasick::{MatchKind, StartKind};
+use regex_automata::meta::Regex;
+use regex_automata::{Anchored, Input};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
+use regex_syntax::hir::{Hir, HirKind, Look};
 
 use crate::decode::rot13;
 use crate::rules::{ascii_word_boundaries, rules};
@@ -22,30 +28,103 @@ pub const ROT13_MIN_PRIOR: f32 = 1.5;
 struct Owner {
     rule: usize,
     rotated: bool,
+    /// The literal can only start a match at an ASCII word boundary (the rule starts with
+    /// `\b`), a check far cheaper than starting the regex.
+    at_boundary: bool,
+}
+
+/// Where the matches of a rule can start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// At the start of the text only (`^`).
+    Text,
+    /// At the start of the text or right after a `\n` (`(?m)^`).
+    Line,
+    /// Anywhere.
+    Anywhere,
 }
 
 struct RuleFilter {
-    automaton: AhoCorasick,
+    /// The prefix literals (plain and rot13 images), for anchored walks.
+    automaton: DFA,
     /// For each automaton pattern, the rules (plain or rot13 image) it is a prefix of.
     owners: Vec<Vec<Owner>>,
-    /// Rules with no finite prefix set: always run on the plain text.
-    always_plain: Vec<usize>,
+    /// Per byte: [`WORD`] for ASCII word bytes, [`WALK_AT_WORD_START`] when a literal starts
+    /// with it, [`WALK_ANYWHERE`] when a literal starting with it may occur other than at a
+    /// word start (a rule not starting with `\b`, or a literal starting with a non-word byte).
+    walks: [u8; 256],
+    /// Rules with no finite prefix set, with where their matches start: always run on the
+    /// plain text (anchored at each line start when they are line-anchored).
+    always_plain: Vec<(usize, Start)>,
     /// Strong rules with no finite prefix set: always run on the rot13 text.
-    always_rotated: Vec<usize>,
+    always_rotated: Vec<(usize, Start)>,
     /// One compiled regex per rule.
     regexes: Vec<Regex>,
 }
 
 /// Prefix literals every match of `pattern` starts with, or `None` when they cannot be bounded
 /// (an empty literal, an unbounded set, or a pattern `regex-syntax` rejects).
-fn prefix_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
-    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+fn prefix_literals(hir: &Hir) -> Option<Vec<Vec<u8>>> {
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(hir);
     let literals = seq.literals()?;
     if literals.is_empty() || literals.iter().any(|l| l.as_bytes().is_empty()) {
         return None;
     }
     Some(literals.iter().map(|l| l.as_bytes().to_vec()).collect())
+}
+
+/// Where every match of `hir` starts, as far as its leading anchor tells.
+fn match_start(hir: &Hir) -> Start {
+    match hir.kind() {
+        HirKind::Look(Look::Start) => Start::Text,
+        HirKind::Look(Look::StartLF) => Start::Line,
+        HirKind::Capture(capture) => match_start(&capture.sub),
+        HirKind::Concat(parts) => parts.first().map_or(Start::Anywhere, match_start),
+        HirKind::Alternation(branches) => {
+            let starts: Vec<Start> = branches.iter().map(match_start).collect();
+            if starts.iter().all(|&s| s == Start::Text) {
+                Start::Text
+            } else if starts.iter().all(|&s| s != Start::Anywhere) {
+                Start::Line
+            } else {
+                Start::Anywhere
+            }
+        }
+        _ => Start::Anywhere,
+    }
+}
+
+/// Whether every match of `hir` starts with an ASCII word-boundary assertion.
+fn starts_at_word_boundary(hir: &Hir) -> bool {
+    match hir.kind() {
+        HirKind::Look(Look::WordAscii) => true,
+        HirKind::Capture(capture) => starts_at_word_boundary(&capture.sub),
+        HirKind::Concat(parts) => parts.first().is_some_and(starts_at_word_boundary),
+        HirKind::Alternation(branches) => branches.iter().all(starts_at_word_boundary),
+        _ => false,
+    }
+}
+
+/// Anchored runs of one rule on one layer before the rest is settled by one unanchored run.
+const MAX_ANCHORED_RUNS: u8 = 4;
+/// The rule's layer is settled (see [`MAX_ANCHORED_RUNS`]).
+const DECIDED: u8 = u8::MAX;
+
+/// [`RuleFilter::walks`] flags.
+const WORD: u8 = 1;
+const WALK_AT_WORD_START: u8 = 2;
+const WALK_ANYWHERE: u8 = 4;
+
+/// An ASCII word byte, as `(?-u:\b)` sees it.
+fn is_ascii_word(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_'
+}
+
+/// Whether `(?-u:\b)` holds at byte offset `at`.
+fn word_boundary_at(bytes: &[u8], at: usize) -> bool {
+    let before = at > 0 && bytes.get(at - 1).is_some_and(|&b| is_ascii_word(b));
+    let after = bytes.get(at).is_some_and(|&b| is_ascii_word(b));
+    before != after
 }
 
 /// rot13 of the ASCII letters of a byte string (other bytes, including UTF-8, unchanged).
@@ -77,50 +156,83 @@ fn build() -> Option<RuleFilter> {
     for (rule, spec) in rules().iter().enumerate() {
         let pattern = ascii_word_boundaries(spec.pattern);
         regexes.push(
-            RegexBuilder::new(&pattern)
-                .size_limit(64 << 20)
-                .dfa_size_limit(16 << 20)
-                .build()
+            Regex::builder()
+                .configure(
+                    Regex::config()
+                        .nfa_size_limit(Some(64 << 20))
+                        .hybrid_cache_capacity(16 << 20),
+                )
+                .build(&pattern)
                 .ok()?,
         );
+        let hir = regex_syntax::Parser::new().parse(&pattern).ok()?;
         let strong = spec.prior >= ROT13_MIN_PRIOR;
-        match prefix_literals(&pattern) {
+        // Each top-level branch brings its own literals and word-boundary requirement.
+        let branches: Vec<&Hir> = match hir.kind() {
+            HirKind::Alternation(branches) => branches.iter().collect(),
+            _ => vec![&hir],
+        };
+        let prefixes: Option<Vec<(Vec<Vec<u8>>, bool)>> = branches
+            .iter()
+            .map(|branch| Some((prefix_literals(branch)?, starts_at_word_boundary(branch))))
+            .collect();
+        match prefixes {
             Some(prefixes) => {
-                for literal in prefixes {
-                    if strong {
+                for (literals, at_boundary) in prefixes {
+                    for literal in literals {
+                        if strong {
+                            add(
+                                rot13_bytes(&literal),
+                                Owner {
+                                    rule,
+                                    rotated: true,
+                                    at_boundary,
+                                },
+                            );
+                        }
                         add(
-                            rot13_bytes(&literal),
+                            literal,
                             Owner {
                                 rule,
-                                rotated: true,
+                                rotated: false,
+                                at_boundary,
                             },
                         );
                     }
-                    add(
-                        literal,
-                        Owner {
-                            rule,
-                            rotated: false,
-                        },
-                    );
                 }
             }
             None => {
-                always_plain.push(rule);
+                let start = match_start(&hir);
+                always_plain.push((rule, start));
                 if strong {
-                    always_rotated.push(rule);
+                    always_rotated.push((rule, start));
                 }
             }
         }
     }
-    let automaton = AhoCorasick::builder()
+    let mut walks = [0u8; 256];
+    for (byte, flags) in walks.iter_mut().enumerate() {
+        if is_ascii_word(byte as u8) {
+            *flags |= WORD;
+        }
+    }
+    for (literal, owners) in literals.iter().zip(&owners) {
+        if let Some(&first) = literal.first() {
+            walks[usize::from(first)] |= WALK_AT_WORD_START;
+            if !is_ascii_word(first) || owners.iter().any(|owner| !owner.at_boundary) {
+                walks[usize::from(first)] |= WALK_ANYWHERE;
+            }
+        }
+    }
+    let automaton = DFA::builder()
         .match_kind(MatchKind::Standard)
-        .kind(Some(AhoCorasickKind::DFA))
+        .start_kind(StartKind::Anchored)
         .build(&literals)
         .ok()?;
     Some(RuleFilter {
         automaton,
         owners,
+        walks,
         always_plain,
         always_rotated,
         regexes,
@@ -143,45 +255,129 @@ pub(crate) struct RuleHits {
     pub rotated_text: Option<String>,
 }
 
-/// Runs the rules on `text` (and, when `with_rot13`, the strong rules on its rot13): only the
-/// rules whose prefix literals occur are run. Nothing fires when the rule set failed to build.
+/// Whether `regex` matches `text` somewhere its matches may start, per `start`.
+fn matches_from(regex: &Regex, text: &str, start: Start) -> bool {
+    let anchored_at =
+        |at: usize| regex.is_match(Input::new(text).range(at..).anchored(Anchored::Yes));
+    match start {
+        Start::Anywhere => regex.is_match(text),
+        Start::Text => anchored_at(0),
+        Start::Line => {
+            anchored_at(0)
+                || text
+                    .bytes()
+                    .enumerate()
+                    .any(|(at, byte)| byte == b'\n' && anchored_at(at + 1))
+        }
+    }
+}
+
+/// Runs the rules on `text` (and, when `with_rot13`, the strong rules on its rot13): a rule's
+/// regex runs anchored where one of its prefix literals occurs (so a rule fires exactly when
+/// its regex matches the text). Nothing fires when the rule set failed to build.
 pub(crate) fn rule_hits(text: &str, with_rot13: bool) -> RuleHits {
     let Some(filter) = filter() else {
         return RuleHits::default();
     };
     let count = filter.regexes.len();
-    // Candidate flags: bit 0 plain, bit 1 rotated.
-    let mut candidate = vec![0u8; count];
-    for &rule in &filter.always_plain {
-        candidate[rule] |= 1;
+    let bytes = text.as_bytes();
+    // Per rule and layer (0 plain, 1 rotated): fired, and the last start already tried (a
+    // rule with several literals at one offset runs once there).
+    let mut fired = vec![[false; 2]; count];
+    let mut tried = vec![[usize::MAX; 2]; count];
+    // Anchored runs per rule and layer; [`DECIDED`] once an unanchored run settled the rule.
+    let mut runs = vec![[0u8; 2]; count];
+    // The rot13 copy, made the first time a rotated candidate survives the cheap checks.
+    let mut rotated: Option<String> = None;
+    for (rule, start) in &filter.always_plain {
+        fired[*rule][0] = matches_from(&filter.regexes[*rule], text, *start);
     }
     if with_rot13 {
-        for &rule in &filter.always_rotated {
-            candidate[rule] |= 2;
+        for (rule, start) in &filter.always_rotated {
+            let haystack = rotated.get_or_insert_with(|| rot13(text));
+            fired[*rule][1] = matches_from(&filter.regexes[*rule], haystack, *start);
         }
     }
-    for found in filter.automaton.find_overlapping_iter(text) {
-        for owner in &filter.owners[found.pattern().as_usize()] {
-            if !owner.rotated {
-                candidate[owner.rule] |= 1;
-            } else if with_rot13 {
-                candidate[owner.rule] |= 2;
+    let automaton = &filter.automaton;
+    let Ok(start_state) = automaton.start_state(aho_corasick::Anchored::Yes) else {
+        return RuleHits::default();
+    };
+    let mut previous_word = false;
+    for (at, &byte) in bytes.iter().enumerate() {
+        let flags = filter.walks[usize::from(byte)];
+        let word = flags & WORD != 0;
+        let walk = if word && !previous_word {
+            flags & WALK_AT_WORD_START != 0
+        } else {
+            flags & WALK_ANYWHERE != 0
+        };
+        previous_word = word;
+        if !walk {
+            continue;
+        }
+        // Walk the anchored automaton from `at`: every literal starting here is reported as
+        // the walk passes its end.
+        let mut state = start_state;
+        for (end, &next) in bytes.iter().enumerate().skip(at) {
+            state = automaton.next_state(aho_corasick::Anchored::Yes, state, next);
+            if !automaton.is_special(state) {
+                continue;
+            }
+            if automaton.is_dead(state) {
+                break;
+            }
+            if !automaton.is_match(state) {
+                continue;
+            }
+            for index in 0..automaton.match_len(state) {
+                let pattern = automaton.match_pattern(state, index);
+                // Only literals that start at `at` (not shorter ones ending here).
+                if (end + 1).checked_sub(automaton.pattern_len(pattern)) != Some(at) {
+                    continue;
+                }
+                for owner in &filter.owners[pattern.as_usize()] {
+                    let layer = usize::from(owner.rotated);
+                    if (owner.rotated && !with_rot13)
+                        || fired[owner.rule][layer]
+                        || runs[owner.rule][layer] == DECIDED
+                        || tried[owner.rule][layer] == at
+                        // rot13 keeps letters letters: word boundaries are the same in both
+                        // layers.
+                        || (owner.at_boundary && !word_boundary_at(bytes, at))
+                    {
+                        continue;
+                    }
+                    tried[owner.rule][layer] = at;
+                    let haystack = if owner.rotated {
+                        rotated.get_or_insert_with(|| rot13(text)).as_str()
+                    } else {
+                        text
+                    };
+                    let regex = &filter.regexes[owner.rule];
+                    let run = &mut runs[owner.rule][layer];
+                    fired[owner.rule][layer] = if *run < MAX_ANCHORED_RUNS {
+                        *run += 1;
+                        regex.is_match(Input::new(haystack).range(at..).anchored(Anchored::Yes))
+                    } else {
+                        // Many candidates (a repeated literal): every earlier one failed, so
+                        // one unanchored run from here answers for all the rest at once and
+                        // keeps the work linear with a small constant.
+                        *run = DECIDED;
+                        regex.is_match(Input::new(haystack).range(at..))
+                    };
+                }
             }
         }
     }
-    let plain = (0..count)
-        .filter(|&rule| candidate[rule] & 1 != 0 && filter.regexes[rule].is_match(text))
-        .collect();
+    let layer =
+        |layer: usize| -> Vec<usize> { (0..count).filter(|&rule| fired[rule][layer]).collect() };
     let mut hits = RuleHits {
-        plain,
+        plain: layer(0),
         ..RuleHits::default()
     };
-    if candidate.iter().any(|&flags| flags & 2 != 0) {
-        let rotated = rot13(text);
-        hits.rotated = (0..count)
-            .filter(|&rule| candidate[rule] & 2 != 0 && filter.regexes[rule].is_match(&rotated))
-            .collect();
-        hits.rotated_text = Some(rotated);
+    if rotated.is_some() {
+        hits.rotated = layer(1);
+        hits.rotated_text = rotated;
     }
     hits
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::Regex;
 use serde::Serialize;
 
@@ -36,10 +37,20 @@ struct SecretPattern {
     regex: Regex,
     /// Extra check on the value.
     check: fn(&str) -> bool,
+    /// Literals one of which every match contains, compared ignoring ASCII case (see
+    /// [`candidate_patterns`]).
+    required: &'static [&'static str],
 }
 
-/// A row of the pattern table: kind, confidence, pattern, value check.
-type PatternRow = (&'static str, f32, &'static str, fn(&str) -> bool);
+/// A row of the pattern table: kind, confidence, pattern, value check, and literals one of
+/// which every match contains (ASCII case ignored).
+type PatternRow = (
+    &'static str,
+    f32,
+    &'static str,
+    fn(&str) -> bool,
+    &'static [&'static str],
+);
 
 fn always(_: &str) -> bool {
     true
@@ -51,33 +62,34 @@ fn secret_patterns() -> &'static [SecretPattern] {
         let table: [PatternRow; 17] = [
             // Header only: the block is extended to its footer by `private_key_blocks`, in linear time
             // (a lazy `[\s\S]*?` up to an optional footer rescans to the end for every header).
-            ("PRIVATE_KEY", 0.99, PRIVATE_KEY_HEADER, always),
-            ("AWS_ACCESS_KEY", 0.95, r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA|A3T[A-Z0-9])[A-Z0-9]{16}\b", always),
-            ("AWS_SECRET_KEY", 0.9, r#"(?i)aws.{0,20}(?:secret|private).{0,20}?['"]?\s*[:=]\s*['"]?([A-Za-z0-9/+=]{40})\b"#, always),
-            ("GCP_API_KEY", 0.95, r"\bAIza[0-9A-Za-z_-]{35}", always),
-            ("GCP_SERVICE_ACCOUNT", 0.9, r#""type"\s*:\s*"service_account""#, always),
-            ("AZURE_STORAGE_KEY", 0.95, r"(?i)\bAccountKey=([A-Za-z0-9+/]{40,}={0,2})", always),
-            ("AZURE_SAS_TOKEN", 0.85, r"\bsig=([A-Za-z0-9%+/]{30,}(?:%3D|=){0,2})", always),
-            ("ANTHROPIC_API_KEY", 0.98, r"\bsk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{20,}|\bsk-ant-[A-Za-z0-9_-]{32,}", always),
-            ("OPENAI_API_KEY", 0.95, r"\bsk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,}", not_anthropic),
-            ("GITHUB_TOKEN", 0.98, r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b|\bgithub_pat_[A-Za-z0-9_]{50,255}\b", always),
-            ("SLACK_TOKEN", 0.95, r"\bxox[abposre]-[A-Za-z0-9-]{10,}", always),
-            ("SLACK_WEBHOOK", 0.95, r"https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+", always),
-            ("STRIPE_KEY", 0.97, r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b", always),
-            ("JWT", 0.9, r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", always),
-            ("CONNECTION_STRING", 0.9, r"\b(?i:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|redis|rediss|amqps?|mssql|sqlserver|oracle|ftp|sftp|smtp|ldap)://[^\s:/@'\x22]+:([^\s@/'\x22]+)@[^\s'\x22]+", not_placeholder),
-            ("CONNECTION_STRING", 0.85, r"(?i)\b(?:password|pwd)=([^;'\x22\s]{4,})(?:;|$)", not_placeholder),
-            ("GENERIC_SECRET", 0.7, r#"(?i)\b[a-z0-9_.-]{0,20}(?:api[_-]?key|apikey|secret|token|passw(?:or)?d|passwd|pwd|auth[_-]?key|access[_-]?key|client[_-]?secret|private[_-]?key|credentials?)[a-z0-9_.-]{0,20}['"]?\s*(?:[:=]|=>|:=)\s*['"]?([A-Za-z0-9_\-+/=.~!@#$%^&*]{12,})"#, high_entropy),
+            ("PRIVATE_KEY", 0.99, PRIVATE_KEY_HEADER, always, &["-----BEGIN "]),
+            ("AWS_ACCESS_KEY", 0.95, r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA|A3T[A-Z0-9])[A-Z0-9]{16}\b", always, &["AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA", "A3T"]),
+            ("AWS_SECRET_KEY", 0.9, r#"(?i)aws.{0,20}(?:secret|private).{0,20}?['"]?\s*[:=]\s*['"]?([A-Za-z0-9/+=]{40})\b"#, always, &["aws"]),
+            ("GCP_API_KEY", 0.95, r"\bAIza[0-9A-Za-z_-]{35}", always, &["AIza"]),
+            ("GCP_SERVICE_ACCOUNT", 0.9, r#""type"\s*:\s*"service_account""#, always, &["\"service_account\""]),
+            ("AZURE_STORAGE_KEY", 0.95, r"(?i)\bAccountKey=([A-Za-z0-9+/]{40,}={0,2})", always, &["AccountKey="]),
+            ("AZURE_SAS_TOKEN", 0.85, r"\bsig=([A-Za-z0-9%+/]{30,}(?:%3D|=){0,2})", always, &["sig="]),
+            ("ANTHROPIC_API_KEY", 0.98, r"\bsk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{20,}|\bsk-ant-[A-Za-z0-9_-]{32,}", always, &["sk-ant-"]),
+            ("OPENAI_API_KEY", 0.95, r"\bsk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,}", not_anthropic, &["sk-"]),
+            ("GITHUB_TOKEN", 0.98, r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b|\bgithub_pat_[A-Za-z0-9_]{50,255}\b", always, &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"]),
+            ("SLACK_TOKEN", 0.95, r"\bxox[abposre]-[A-Za-z0-9-]{10,}", always, &["xox"]),
+            ("SLACK_WEBHOOK", 0.95, r"https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+", always, &["https://hooks.slack.com/services/T"]),
+            ("STRIPE_KEY", 0.97, r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b", always, &["_live_", "_test_"]),
+            ("JWT", 0.9, r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", always, &["eyJ"]),
+            ("CONNECTION_STRING", 0.9, r"\b(?i:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|redis|rediss|amqps?|mssql|sqlserver|oracle|ftp|sftp|smtp|ldap)://[^\s:/@'\x22]+:([^\s@/'\x22]+)@[^\s'\x22]+", not_placeholder, &["://"]),
+            ("CONNECTION_STRING", 0.85, r"(?i)\b(?:password|pwd)=([^;'\x22\s]{4,})(?:;|$)", not_placeholder, &["password=", "pwd="]),
+            ("GENERIC_SECRET", 0.7, r#"(?i)\b[a-z0-9_.-]{0,20}(?:api[_-]?key|apikey|secret|token|passw(?:or)?d|passwd|pwd|auth[_-]?key|access[_-]?key|client[_-]?secret|private[_-]?key|credentials?)[a-z0-9_.-]{0,20}['"]?\s*(?:[:=]|=>|:=)\s*['"]?([A-Za-z0-9_\-+/=.~!@#$%^&*]{12,})"#, high_entropy, &["api", "secret", "token", "passw", "pwd", "auth", "access", "private", "credential"]),
         ];
         table
             .into_iter()
-            .filter_map(|(kind, confidence, pattern, check)| {
+            .filter_map(|(kind, confidence, pattern, check, required)| {
                 let regex = Regex::new(&crate::rules::ascii_word_boundaries(pattern)).ok()?;
                 Some(SecretPattern {
                     kind,
                     confidence,
                     regex,
                     check,
+                    required,
                 })
             })
             .collect()
@@ -180,6 +192,96 @@ fn high_entropy(value: &str) -> bool {
     not_placeholder(value) && classes >= 2 && shannon_entropy(value) >= 3.3
 }
 
+/// The required literals of every pattern in one ASCII case-insensitive automaton, with the
+/// patterns (bits of a mask) each literal belongs to.
+struct LiteralFilter {
+    automaton: AhoCorasick,
+    owners: Vec<u64>,
+}
+
+fn literal_filter(patterns: &[SecretPattern]) -> Option<&'static LiteralFilter> {
+    static FILTER: OnceLock<Option<LiteralFilter>> = OnceLock::new();
+    FILTER
+        .get_or_init(|| {
+            if patterns.len() > 64 {
+                return None;
+            }
+            let mut literals: Vec<String> = Vec::new();
+            let mut owners: Vec<u64> = Vec::new();
+            for (index, pattern) in patterns.iter().enumerate() {
+                for literal in pattern.required {
+                    let literal = literal.to_ascii_lowercase();
+                    match literals.iter().position(|l| *l == literal) {
+                        Some(at) => owners[at] |= 1 << index,
+                        None => {
+                            literals.push(literal);
+                            owners.push(1 << index);
+                        }
+                    }
+                }
+            }
+            let automaton = AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .kind(Some(AhoCorasickKind::DFA))
+                // Common letters start these literals: a prefilter restarting at every word
+                // costs more than the plain automaton walk.
+                .prefilter(false)
+                .build(&literals)
+                .ok()?;
+            Some(LiteralFilter { automaton, owners })
+        })
+        .as_ref()
+}
+
+/// The patterns (as a bit mask over `patterns`) that can match `text`: those with one of their
+/// required literals in it. Case-insensitive patterns can also match the two non-ASCII
+/// letters Unicode case folding maps to ASCII ones (U+017F long s, U+212A Kelvin sign), which
+/// an ASCII comparison misses, so a text with either runs every pattern, as does any failure
+/// to build the filter.
+fn candidate_patterns(patterns: &[SecretPattern], text: &str) -> u64 {
+    let all = if patterns.len() >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << patterns.len()) - 1
+    };
+    let Some(filter) = literal_filter(patterns) else {
+        return all;
+    };
+    if !text.is_ascii() && text.contains(['\u{17F}', '\u{212A}']) {
+        return all;
+    }
+    if !could_hold_a_secret(text.as_bytes()) {
+        return 0;
+    }
+    let mut wanted = 0;
+    for found in filter.automaton.find_overlapping_iter(text) {
+        wanted |= filter.owners[found.pattern().as_usize()];
+        if wanted == all {
+            break;
+        }
+    }
+    wanted
+}
+
+/// A cheap first gate for the whole table: every pattern needs either a `:` or `=` (key-value
+/// and URL forms) or a run of at least ten `[A-Za-z0-9_-]` bytes (the token forms: the
+/// shortest, a JWT head `eyJ` plus eight, and a `-----BEGIN` key header, are ten long).
+fn could_hold_a_secret(bytes: &[u8]) -> bool {
+    if bytes.contains(&b':') || bytes.contains(&b'=') {
+        return true;
+    }
+    let mut run = 0usize;
+    for &byte in bytes {
+        let token = byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-';
+        run = if token { run + 1 } else { 0 };
+        if run >= 10 {
+            return true;
+        }
+    }
+    false
+}
+
 /// Detects secrets in text.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SecretDetector;
@@ -187,6 +289,12 @@ pub struct SecretDetector;
 impl SecretDetector {
     /// All secrets in `text`, non-overlapping (more specific formats win), sorted by start.
     pub fn detect(&self, text: &str) -> Vec<SecretMatch> {
+        self.detect_gated(text, true)
+    }
+
+    /// [`SecretDetector::detect`]; without `gated`, every pattern runs whatever literals the
+    /// text holds (the tests check that the literal filter never changes a result).
+    fn detect_gated(&self, text: &str, gated: bool) -> Vec<SecretMatch> {
         // Kept spans by start byte (disjoint), so an overlap check is one range lookup.
         let mut found: BTreeMap<usize, (&'static str, usize, f32)> = BTreeMap::new();
         let free =
@@ -196,7 +304,16 @@ impl SecretDetector {
                     .next_back()
                     .is_none_or(|(_, &(_, kept_end, _))| kept_end <= start)
             };
-        for pattern in secret_patterns() {
+        let patterns = secret_patterns();
+        let wanted = if gated {
+            candidate_patterns(patterns, text)
+        } else {
+            u64::MAX
+        };
+        for (index, pattern) in patterns.iter().enumerate() {
+            if wanted & (1 << index) == 0 {
+                continue;
+            }
             if pattern.kind == "PRIVATE_KEY" {
                 for (start, end) in private_key_blocks(text, &pattern.regex) {
                     if free(&found, start, end) {
@@ -301,6 +418,48 @@ mod tests {
         // rescan to the end of the text for each header (quadratic).
         let many = begin.repeat(20_000);
         assert_eq!(private_key_blocks(&many, &header).len(), 20_000);
+    }
+
+    #[test]
+    fn only_two_non_ascii_letters_fold_to_ascii_ones() {
+        // `candidate_patterns` compares literals ignoring ASCII case only; under `(?i)` the
+        // regex engine also matches the non-ASCII case variants of ASCII letters.
+        let letter = Regex::new(r"(?i)^[a-z]$").unwrap();
+        let folding: Vec<char> = ('\u{80}'..=char::MAX)
+            .filter(|c| letter.is_match(c.encode_utf8(&mut [0; 4])))
+            .collect();
+        assert_eq!(folding, vec!['\u{17F}', '\u{212A}']);
+    }
+
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn literal_filter_never_changes_a_result(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    4 => proptest::sample::select(&[
+                        "AKIAIOSFODNN7EXAMPLE", "aws_secret_access_key = ", "AWS SECRET: ",
+                        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEYab", "sk-", "sk-ant-api03-",
+                        "sk_live_", "rk_test_", "ghp_", "github_pat_", "xoxb-", "eyJ", ".",
+                        "AccountKey=", "sig=", "password=", "PWD=", "api_key", "Token", "secret",
+                        "ſecret", "\u{212A}ey", "postgres://", "u:p4ss@h", "=", ":", " ", "\"",
+                        "a1B2c3D4e5F6g7H8i9J0", "-----BEGIN RSA PRIVATE KEY-----", "AIza",
+                        "\"type\": \"service_account\"", "https://hooks.slack.com/services/T0/B0/x",
+                    ][..]).prop_map(str::to_owned),
+                    1 => proptest::prelude::any::<String>(),
+                ],
+                0..10,
+            )
+        ) {
+            let text = parts.concat();
+            proptest::prop_assert_eq!(
+                SecretDetector.detect_gated(&text, true),
+                SecretDetector.detect_gated(&text, false)
+            );
+        }
     }
 
     #[test]
