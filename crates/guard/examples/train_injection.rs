@@ -4,7 +4,10 @@
 //! prints stratified and by-source 5-fold cross-validation figures (out-of-fold, with the
 //! operating point calibrated inside each training fold), then trains on all of DATA and
 //! writes the weight file to OUT (default `crates/guard/data/injection.weights`).
-//! `SHOW_MISSES=1` lists the out-of-fold errors; `TARGET_FPR=0.02` moves the operating point.
+//! `SHOW_MISSES=1` lists the out-of-fold errors (`SHOW_MISSES=by-source` those of the
+//! leave-source-out run); `TARGET_FPR=0.02` moves the operating point; `L2_HASHED`, `L2_NAMED`,
+//! `LEARNING_RATE`, `EPOCHS` and `HASH_BITS` override the training defaults for experiments;
+//! `DUMP_ANALYSIS=FILE` writes each example's scanned text and fired rules as JSONL.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::process::ExitCode;
@@ -36,7 +39,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let show_misses = std::env::var_os("SHOW_MISSES").is_some();
+    // SHOW_MISSES=1 (or =stratified) lists the stratified out-of-fold errors; =by-source lists
+    // the leave-source-out ones.
+    let show_misses = std::env::var("SHOW_MISSES").ok();
     let mut config = TrainConfig::default();
     if let Some(fpr) = std::env::var("TARGET_FPR")
         .ok()
@@ -44,7 +49,49 @@ fn main() -> ExitCode {
     {
         config.target_fpr = fpr;
     }
+    // Hyper-parameter overrides for experiments (the defaults are what ships).
+    let env_f32 = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f32>().ok());
+    if let Some(v) = env_f32("L2_HASHED") {
+        config.l2_hashed = v;
+    }
+    if let Some(v) = env_f32("L2_NAMED") {
+        config.l2_named = v;
+    }
+    if let Some(v) = env_f32("LEARNING_RATE") {
+        config.learning_rate = v;
+    }
+    if let Some(v) = env_f32("EPOCHS") {
+        config.epochs = v as usize;
+    }
+    if let Some(v) = env_f32("HASH_BITS") {
+        config.bits = v as u32;
+    }
     let data = featurise(&examples, config.bits);
+    if let Some(dump) = std::env::var_os("DUMP_ANALYSIS") {
+        // One JSON line per example: the scanned (normalised + decoded) text and the rules
+        // that fired, for studying rule coverage outside the trainer.
+        let mut out = String::new();
+        for example in &examples {
+            let analysis = promptops_guard::features::analyse(&example.text);
+            let fired: Vec<&str> = analysis
+                .rule_hits
+                .iter()
+                .map(|(rule, _)| promptops_guard::rules::rules()[*rule].id)
+                .collect();
+            let line = serde_json::json!({
+                "text": analysis.scan_text,
+                "label": example.label,
+                "source": example.source,
+                "rules": fired,
+            });
+            out.push_str(&line.to_string());
+            out.push('\n');
+        }
+        if let Err(error) = std::fs::write(&dump, out) {
+            eprintln!("cannot write dump: {error}");
+            return ExitCode::from(2);
+        }
+    }
     for (name, scheme) in [
         ("stratified", FoldScheme::Stratified),
         ("by-source", FoldScheme::BySource),
@@ -62,7 +109,12 @@ fn main() -> ExitCode {
             c.tn,
             c.fn_
         );
-        if show_misses && scheme == FoldScheme::Stratified {
+        let wanted = match show_misses.as_deref() {
+            Some("by-source") => scheme == FoldScheme::BySource,
+            Some(_) => scheme == FoldScheme::Stratified,
+            None => false,
+        };
+        if wanted {
             for (example, score) in examples.iter().zip(&cv.scores) {
                 if (*score >= 0.5) != (example.label == 1) {
                     let head: String = example.text.chars().take(160).collect();

@@ -108,8 +108,15 @@ impl Default for TrainConfig {
             bits: crate::model::DEFAULT_HASH_BITS,
             epochs: 12,
             learning_rate: 0.3,
-            l2_hashed: 1e-5,
-            l2_named: 1e-2,
+            // Strong shrinkage of the n-gram weights: n-grams memorise the sources they were
+            // trained on, while the rules carry what transfers (5-fold leave-source-out F1 rose
+            // from 0.56 to 0.77 going from 1e-5 to 3e-2 here, stratified F1 unchanged). Rule
+            // weights are held near their priors, so a rule whose attack family is rare in the
+            // training data keeps its prior strength instead of being argued down by a bias
+            // fitted to other families (leave-source-out F1 0.81 -> 0.83 going from 1e-2 to
+            // 0.3, stratified unchanged).
+            l2_hashed: 3e-2,
+            l2_named: 0.3,
             target_fpr: 0.02,
             seed: 7,
         }
