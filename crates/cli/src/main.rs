@@ -15,6 +15,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc malloc: the gateway's request path is dominated by small, short-lived
+/// allocations (JSON values, headers), where it is markedly cheaper.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// promptops: run prompts against LLMs in production.
 #[derive(Debug, Parser)]
 #[command(name = "promptops", version, about, propagate_version = true)]
