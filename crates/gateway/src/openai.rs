@@ -113,8 +113,8 @@ fn count_error(metrics: &GatewayMetrics, error: &RuntimeError) {
     }
 }
 
-/// Checks the caller's key: allowed model, the end user's request rate (when the key limits
-/// users), the key's request rate, token rate, budget.
+/// Checks the caller's key: allowed model, the end user's request rate (when the key or its
+/// guard role limits users), the key's request rate, token rate, budget.
 async fn admit(
     state: &AppState,
     caller: &Caller,
@@ -147,7 +147,14 @@ async fn admit(
             retry_after: wait.unwrap_or(Duration::from_secs(1)),
         }
     };
-    if let Some(per_user) = key.user_requests_per_minute {
+    // The end-user limit: the key's own, or its guard role's (`[guard.rbac.roles.R]
+    // rate_limit_per_minute`), whichever is lower.
+    let role_limit = state.runtime().guard_user_rate_limit(key.guard_role());
+    let per_user = match (key.user_requests_per_minute, role_limit) {
+        (Some(own), Some(role)) => Some(own.min(role)),
+        (own, role) => own.or(role),
+    };
+    if let Some(per_user) = per_user {
         let user_limits = promptops_access::Limits {
             requests_per_minute: Some(per_user),
             ..promptops_access::Limits::default()

@@ -234,3 +234,39 @@ user_requests_per_minute = 2
     assert_eq!(send(None).await.unwrap().status(), 200);
     error_of(send(None).await.unwrap(), 429).await;
 }
+
+#[tokio::test]
+async fn a_guard_role_limits_each_end_user_of_its_keys() {
+    let config = format!(
+        r#"
+[[keys]]
+name = "shop"
+key_sha256 = "{key}"
+role = "user"
+guard_role = "customer"
+
+[guard]
+enabled = true
+[guard.output]
+enabled = false
+[guard.rbac.roles.customer]
+rate_limit_per_minute = 2
+"#,
+        key = sha256_hex("po-shop-secret"),
+    );
+    let gw = start(&config, false).await;
+    let send = |user: &str| {
+        gw.client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth("po-shop-secret")
+            .json(&json!({"model": "up/gpt-4o-mini", "user": user,
+                "messages": [{"role": "user", "content": "x"}]}))
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(send("carol").await.unwrap().status(), 200);
+    }
+    let error = error_of(send("carol").await.unwrap(), 429).await;
+    assert_eq!(error["code"], "user_rate_limit_exceeded");
+    assert_eq!(send("dave").await.unwrap().status(), 200);
+}

@@ -41,7 +41,8 @@ pub struct RoleConfig {
     /// Whether de-redacted PII may be shown to this role.
     #[serde(default)]
     pub can_view_pii: bool,
-    /// Requests per minute per user (enforced by the gateway).
+    /// Requests per minute per end user (the gateway enforces it on keys acting as this role;
+    /// a key's own lower `user_requests_per_minute` wins).
     #[serde(default)]
     pub rate_limit_per_minute: Option<u32>,
 }

@@ -187,6 +187,11 @@ impl GuardStage {
         })
     }
 
+    /// The per-end-user requests per minute of `role`, when RBAC gives it one.
+    pub(crate) fn user_rate_limit(&self, role: &str) -> Option<u32> {
+        self.rbac.as_ref()?.rate_limit(role)
+    }
+
     /// The sections for a requested model: `[guard.routes.MODEL]` where present (for
     /// `prompt:NAME@1.2.0` also `prompt:NAME`), else the defaults, section by section.
     pub(crate) fn policy(&self, model: &str) -> Policy<'_> {

@@ -330,6 +330,11 @@ impl Runtime {
         self.inner.prompts.as_ref().map(|p| &p.routes)
     }
 
+    /// The per-end-user requests per minute of an RBAC role (`[guard.rbac]`), if it has one.
+    pub fn guard_user_rate_limit(&self, role: &str) -> Option<u32> {
+        self.inner.guard.as_ref()?.user_rate_limit(role)
+    }
+
     /// Whether the guard is on.
     pub fn guard_enabled(&self) -> bool {
         self.inner.guard.is_some()
