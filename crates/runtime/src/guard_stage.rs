@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use promptops_core::message::{Content, ContentPart, KnownPart, Message, Role};
 use promptops_guard::canary::Canary;
-use promptops_guard::rag::{Provenance, check_document};
+use promptops_guard::rag::{Provenance, check_document, trust_score};
 use promptops_guard::rbac::{AccessLevel, Rbac};
 use promptops_guard::sanitize::{Delimiter, Document, Spotlight, documents_block, security_rules};
 use promptops_guard::spike::{SpikeAlert, SpikeDetector};
@@ -230,18 +230,23 @@ impl GuardStage {
                 screen.report.denied += 1;
                 continue;
             }
+            let trust = trust_score(&document.provenance);
+            if trust < policy.documents.min_trust {
+                screen.report.untrusted += 1;
+                screen.reasons.push("document_untrusted".to_owned());
+                continue;
+            }
+            if !policy.documents.check {
+                screen.usable.push((index, trust));
+                continue;
+            }
             let checked = check_document(
                 detector,
                 &document.content,
                 &document.provenance,
                 policy.documents.min_trust,
             );
-            if checked.trust < policy.documents.min_trust {
-                screen.report.untrusted += 1;
-                screen.reasons.push("document_untrusted".to_owned());
-                continue;
-            }
-            if policy.documents.check && checked.injection.flagged {
+            if checked.injection.flagged {
                 match policy.documents.on_injection {
                     crate::config::DocumentAction::Quarantine => {
                         screen.flagged.push((

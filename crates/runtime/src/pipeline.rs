@@ -757,9 +757,15 @@ impl Runtime {
                         }
                         Ok(None) => usable.push((flagged.index, trust)),
                         Err(error) => {
+                            // Fail closed: the document stays out; the operator hears why.
+                            tracing::warn!(
+                                %error,
+                                request_id,
+                                "review queue unavailable: a flagged document was left out unqueued"
+                            );
                             report.quarantined.push(None);
                             reasons.push(format!("document_injection:{:.2}", flagged.score));
-                            reasons.push(format!("document_review_unavailable: {error}"));
+                            reasons.push("document_review_unavailable".to_owned());
                         }
                     }
                 }
