@@ -590,7 +590,6 @@ const CACHEABLE_PREFIX_BYTES: usize = 4 * 1024;
 /// `cache_read_input_tokens`, reported as cached tokens and priced as such.
 fn mark_cache_breakpoint(body: &mut Map<String, Value>) {
     let breakpoint = json!({"type": "ephemeral"});
-    let tools_bytes = body.get("tools").map_or(0, |tools| tools.to_string().len());
     let first_system_bytes = match body.get("system") {
         Some(Value::String(text)) => text.len(),
         Some(Value::Array(blocks)) => blocks
@@ -599,6 +598,12 @@ fn mark_cache_breakpoint(body: &mut Map<String, Value>) {
             .and_then(Value::as_str)
             .map_or(0, str::len),
         _ => 0,
+    };
+    // The tools are measured (serialised) only when the system prompt alone is too short.
+    let tools_bytes = if first_system_bytes < CACHEABLE_PREFIX_BYTES {
+        body.get("tools").map_or(0, |tools| tools.to_string().len())
+    } else {
+        0
     };
     if first_system_bytes > 0 && tools_bytes + first_system_bytes >= CACHEABLE_PREFIX_BYTES {
         if let Some(system) = body.get_mut("system") {

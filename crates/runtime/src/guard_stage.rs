@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use promptops_core::message::{Content, ContentPart, KnownPart, Message, Role};
 use promptops_guard::canary::Canary;
-use promptops_guard::rag::{Provenance, check_document, trust_score};
+use promptops_guard::rag::{Provenance, trust_score};
 use promptops_guard::rbac::{AccessLevel, Rbac};
 use promptops_guard::sanitize::{Delimiter, Document, Spotlight, documents_block, security_rules};
 use promptops_guard::spike::{SpikeAlert, SpikeDetector};
@@ -198,7 +198,10 @@ impl GuardStage {
         let route = self.config.routes.get(model).or_else(|| {
             let name = model.strip_prefix(PROMPT_PREFIX)?;
             let bare = name.split(['@', ':']).next().unwrap_or(name);
-            self.config.routes.get(&format!("{PROMPT_PREFIX}{bare}"))
+            // `prompt:NAME` is a prefix of the model string: no allocation per request.
+            self.config
+                .routes
+                .get(&model[..PROMPT_PREFIX.len() + bare.len()])
         });
         Policy {
             input: route
@@ -240,31 +243,26 @@ impl GuardStage {
                 screen.usable.push((index, trust));
                 continue;
             }
-            let checked = check_document(
-                detector,
-                &document.content,
-                &document.provenance,
-                policy.documents.min_trust,
-            );
-            if checked.injection.flagged {
+            let injection = detector.scan(&document.content);
+            if injection.flagged {
                 match policy.documents.on_injection {
                     crate::config::DocumentAction::Quarantine => {
                         screen.flagged.push((
                             FlaggedDocument {
                                 index,
-                                score: checked.injection.score,
-                                reasons: checked.injection.reasons,
+                                score: injection.score,
+                                reasons: injection.reasons,
                             },
-                            checked.trust,
+                            trust,
                         ));
                         continue;
                     }
                     crate::config::DocumentAction::Warn => screen
                         .reasons
-                        .push(format!("document_injection:{:.2}", checked.injection.score)),
+                        .push(format!("document_injection:{:.2}", injection.score)),
                 }
             }
-            screen.usable.push((index, checked.trust));
+            screen.usable.push((index, trust));
         }
         screen
     }

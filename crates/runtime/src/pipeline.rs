@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use crate::config::GuardConfig;
 use crate::error::RuntimeError;
 use crate::guard_stage::{
-    ANONYMOUS_ROLE, AlertSink, DocumentReport, GuardStage, InputGuarded, RetrievedDocument,
+    ANONYMOUS_ROLE, AlertSink, DocumentReport, GuardStage, InputGuarded, Policy, RetrievedDocument,
     insert_documents, random_key,
 };
 use promptops_guard::sanitize::{Document, Spotlight};
@@ -688,21 +688,19 @@ impl Runtime {
             return Err(RuntimeError::invalid("messages", "must not be empty"));
         }
         let role = caller_role.as_deref().unwrap_or(ANONYMOUS_ROLE);
-        let mut guarded = match &self.inner.guard {
-            Some(stage) => {
-                let policy = stage.policy(&requested);
-                stage.check_input(&mut request.messages, &request_id, &policy, role)?
+        let guard = self
+            .inner
+            .guard
+            .as_ref()
+            .map(|stage| (stage, stage.policy(&requested)));
+        let mut guarded = match &guard {
+            Some((stage, policy)) => {
+                stage.check_input(&mut request.messages, &request_id, policy, role)?
             }
             None => InputGuarded::default(),
         };
         let (documents, document_reasons) = self
-            .place_documents(
-                &mut request.messages,
-                documents,
-                &requested,
-                role,
-                &request_id,
-            )
+            .place_documents(&mut request.messages, documents, guard, role, &request_id)
             .await;
         guarded.reasons.extend(document_reasons);
         Ok(Prepared {
@@ -721,7 +719,7 @@ impl Runtime {
         &self,
         messages: &mut Vec<Message>,
         documents: Vec<RetrievedDocument>,
-        requested: &str,
+        guard: Option<(&GuardStage, Policy<'_>)>,
         role: &str,
         request_id: &str,
     ) -> (DocumentReport, Vec<String>) {
@@ -729,7 +727,7 @@ impl Runtime {
         if documents.is_empty() {
             return (DocumentReport::default(), reasons);
         }
-        let (usable, mut report, mode) = match &self.inner.guard {
+        let (usable, mut report, mode) = match guard {
             None => {
                 let usable: Vec<(usize, f32)> = (0..documents.len())
                     .map(|i| {
@@ -739,8 +737,7 @@ impl Runtime {
                     .collect();
                 (usable, DocumentReport::default(), Spotlight::Datamark('^'))
             }
-            Some(stage) => {
-                let policy = stage.policy(requested);
+            Some((stage, policy)) => {
                 let screen = stage.screen_documents(&documents, role, &policy);
                 reasons.extend(screen.reasons);
                 let mut usable = screen.usable;
@@ -751,11 +748,11 @@ impl Runtime {
                         .review(document, flagged.index, &flagged, request_id)
                         .await
                     {
-                        Ok(Some(id)) => {
+                        Ok(Review::Queued(id)) => {
                             report.quarantined.push(id);
                             reasons.push(format!("document_injection:{:.2}", flagged.score));
                         }
-                        Ok(None) => usable.push((flagged.index, trust)),
+                        Ok(Review::Approved) => usable.push((flagged.index, trust)),
                         Err(error) => {
                             // Fail closed: the document stays out; the operator hears why.
                             tracing::warn!(
@@ -788,23 +785,22 @@ impl Runtime {
         (report, reasons)
     }
 
-    /// The review-queue decision for a flagged document: `Ok(None)` when a reviewer approved
-    /// this content (use it), else its queue id (`Some(None)` without a registry to queue in).
+    /// The review-queue decision for a flagged document.
     async fn review(
         &self,
         document: &RetrievedDocument,
         index: usize,
         flagged: &crate::guard_stage::FlaggedDocument,
         request_id: &str,
-    ) -> Result<Option<Option<i64>>, RegistryError> {
+    ) -> Result<Review, RegistryError> {
         let Some(prompts) = &self.inner.prompts else {
-            return Ok(Some(None));
+            return Ok(Review::Queued(None));
         };
         let registry = &prompts.registry;
         if registry.review_status(&document.content).await?
             == Some(promptops_registry::review::ReviewStatus::Approved)
         {
-            return Ok(None);
+            return Ok(Review::Approved);
         }
         let item = registry
             .queue_review(&NewReview {
@@ -816,7 +812,7 @@ impl Runtime {
                 at_ms: promptops_registry::service::system_now_ms(),
             })
             .await?;
-        Ok(Some(Some(item.id)))
+        Ok(Review::Queued(Some(item.id)))
     }
 
     /// The version a reference selects for this request.
@@ -983,6 +979,14 @@ impl Runtime {
         self.record(prepared, started, &response.usage, cost, true, &check);
         Ok(response)
     }
+}
+
+/// What the review queue says about a flagged document.
+enum Review {
+    /// A reviewer approved this exact content: use it.
+    Approved,
+    /// Left out; its queue id (`None` without a registry to queue in).
+    Queued(Option<i64>),
 }
 
 /// A call ready to send.
