@@ -53,22 +53,38 @@ pub struct Pricing {
     pub output_per_mtok: f64,
     /// Input tokens read from the prompt cache; `None` means no discount (input price).
     pub cached_input_per_mtok: Option<f64>,
+    /// Input tokens written to the prompt cache (Anthropic charges a surcharge for the write);
+    /// `None` means writes cost the input price.
+    pub cache_write_input_per_mtok: Option<f64>,
 }
 
 impl Pricing {
     /// Cost of the given token split; infallible because the split is already consistent.
-    fn cost_of(&self, uncached_input: usize, cached_input: usize, output: usize) -> Cost {
+    fn cost_of(&self, split: InputSplit, output: usize) -> Cost {
         let cached_rate = self.cached_input_per_mtok.unwrap_or(self.input_per_mtok);
-        let input_usd = usd(uncached_input, self.input_per_mtok);
-        let cached_input_usd = usd(cached_input, cached_rate);
+        let write_rate = self
+            .cache_write_input_per_mtok
+            .unwrap_or(self.input_per_mtok);
+        let input_usd = usd(split.fresh, self.input_per_mtok);
+        let cached_input_usd = usd(split.cache_read, cached_rate);
+        let cache_write_usd = usd(split.cache_write, write_rate);
         let output_usd = usd(output, self.output_per_mtok);
         Cost {
             input_usd,
             cached_input_usd,
+            cache_write_usd,
             output_usd,
-            total_usd: input_usd + cached_input_usd + output_usd,
+            total_usd: input_usd + cached_input_usd + cache_write_usd + output_usd,
         }
     }
+}
+
+/// How a prompt's input tokens divide by price: fresh, read from the prompt cache, written to it.
+#[derive(Debug, Clone, Copy)]
+struct InputSplit {
+    fresh: usize,
+    cache_read: usize,
+    cache_write: usize,
 }
 
 fn usd(tokens: usize, per_mtok: f64) -> f64 {
@@ -131,23 +147,45 @@ impl ModelInfo {
         output_tokens: usize,
         cached_input_tokens: usize,
     ) -> Result<Cost, CoreError> {
-        let uncached = input_tokens
+        self.cost_with_cache_writes(input_tokens, output_tokens, cached_input_tokens, 0)
+    }
+
+    /// [`ModelInfo::cost`] for providers that also report prompt-cache writes (Anthropic's
+    /// `cache_creation_input_tokens`): `cache_write_tokens` more of `input_tokens` are priced at
+    /// the cache-write rate instead of the input rate.
+    pub fn cost_with_cache_writes(
+        &self,
+        input_tokens: usize,
+        output_tokens: usize,
+        cached_input_tokens: usize,
+        cache_write_tokens: usize,
+    ) -> Result<Cost, CoreError> {
+        let fresh = input_tokens
             .checked_sub(cached_input_tokens)
+            .and_then(|rest| rest.checked_sub(cache_write_tokens))
             .ok_or_else(|| CoreError::InvalidParameter {
                 field: "cached_input_tokens",
                 reason: format!(
-                    "{cached_input_tokens} cached tokens exceed the {input_tokens} input tokens \
-                     they are part of"
+                    "{cached_input_tokens} cached and {cache_write_tokens} cache-write tokens \
+                     exceed the {input_tokens} input tokens they are part of"
                 ),
             })?;
-        let pricing = self.pricing_for(input_tokens);
-        Ok(pricing.cost_of(uncached, cached_input_tokens, output_tokens))
+        let split = InputSplit {
+            fresh,
+            cache_read: cached_input_tokens,
+            cache_write: cache_write_tokens,
+        };
+        Ok(self.pricing_for(input_tokens).cost_of(split, output_tokens))
     }
 
     /// Cost of `input_tokens` uncached input and `output_tokens` output.
     fn cost_uncached(&self, input_tokens: usize, output_tokens: usize) -> Cost {
-        self.pricing_for(input_tokens)
-            .cost_of(input_tokens, 0, output_tokens)
+        let split = InputSplit {
+            fresh: input_tokens,
+            cache_read: 0,
+            cache_write: 0,
+        };
+        self.pricing_for(input_tokens).cost_of(split, output_tokens)
     }
 }
 
@@ -162,9 +200,11 @@ pub struct Cost {
     pub input_usd: f64,
     /// Input read from the prompt cache.
     pub cached_input_usd: f64,
+    /// Input written to the prompt cache.
+    pub cache_write_usd: f64,
     /// Output.
     pub output_usd: f64,
-    /// Sum of the three.
+    /// Sum of the four.
     pub total_usd: f64,
 }
 
@@ -763,13 +803,15 @@ struct ModelPatch {
     input_per_mtok: Option<f64>,
     output_per_mtok: Option<f64>,
     cached_input_per_mtok: Option<f64>,
+    cache_write_input_per_mtok: Option<f64>,
     long_context: Option<LongContextPricing>,
     tokenizer: Option<String>,
     aliases: Option<Vec<String>>,
 }
 
 const MODEL_KEYS: &str = "provider, kind, context_window, max_output_tokens, input_per_mtok, \
-                          output_per_mtok, cached_input_per_mtok, long_context, tokenizer, aliases";
+                          output_per_mtok, cached_input_per_mtok, cache_write_input_per_mtok, \
+                          long_context, tokenizer, aliases";
 
 impl ModelPatch {
     fn from_table(model: &str, table: &Table) -> Result<ModelPatch, CoreError> {
@@ -787,6 +829,9 @@ impl ModelPatch {
                 "output_per_mtok" => patch.output_per_mtok = Some(price_value(value, &path)?),
                 "cached_input_per_mtok" => {
                     patch.cached_input_per_mtok = Some(price_value(value, &path)?);
+                }
+                "cache_write_input_per_mtok" => {
+                    patch.cache_write_input_per_mtok = Some(price_value(value, &path)?);
                 }
                 "long_context" => patch.long_context = Some(long_context_value(value, &path)?),
                 "tokenizer" => patch.tokenizer = Some(tokenizer_value(value, &path)?),
@@ -831,6 +876,7 @@ impl ModelPatch {
                         .output_per_mtok
                         .ok_or_else(|| missing("output_per_mtok"))?,
                     cached_input_per_mtok: self.cached_input_per_mtok,
+                    cache_write_input_per_mtok: self.cache_write_input_per_mtok,
                 },
                 long_context: self.long_context,
                 tokenizer: self.tokenizer.ok_or_else(|| missing("tokenizer"))?,
@@ -862,6 +908,9 @@ impl ModelPatch {
         }
         if let Some(v) = self.cached_input_per_mtok {
             info.pricing.cached_input_per_mtok = Some(v);
+        }
+        if let Some(v) = self.cache_write_input_per_mtok {
+            info.pricing.cache_write_input_per_mtok = Some(v);
         }
         if let Some(v) = self.long_context {
             info.long_context = Some(v);
@@ -989,6 +1038,7 @@ fn long_context_value(value: &Value, path: &str) -> Result<LongContextPricing, C
     let mut input = None;
     let mut output = None;
     let mut cached = None;
+    let mut write = None;
     for (key, item) in table {
         let item_path = format!("{path}.{key}");
         match key.as_str() {
@@ -996,11 +1046,12 @@ fn long_context_value(value: &Value, path: &str) -> Result<LongContextPricing, C
             "input_per_mtok" => input = Some(price_value(item, &item_path)?),
             "output_per_mtok" => output = Some(price_value(item, &item_path)?),
             "cached_input_per_mtok" => cached = Some(price_value(item, &item_path)?),
+            "cache_write_input_per_mtok" => write = Some(price_value(item, &item_path)?),
             _ => {
                 return Err(CoreError::InvalidCatalog {
                     path: item_path,
                     reason: "unknown key; known keys: above, input_per_mtok, output_per_mtok, \
-                             cached_input_per_mtok"
+                             cached_input_per_mtok, cache_write_input_per_mtok"
                         .to_owned(),
                 });
             }
@@ -1016,6 +1067,7 @@ fn long_context_value(value: &Value, path: &str) -> Result<LongContextPricing, C
             input_per_mtok: input.ok_or_else(|| missing("input_per_mtok"))?,
             output_per_mtok: output.ok_or_else(|| missing("output_per_mtok"))?,
             cached_input_per_mtok: cached,
+            cache_write_input_per_mtok: write,
         },
     })
 }
@@ -1294,12 +1346,45 @@ mod tests {
     }
 
     #[test]
+    fn cache_writes_cost_the_write_rate_and_reads_the_read_rate() {
+        let sonnet = builtin().get("claude-sonnet-4-5").unwrap().clone();
+        // 10k prompt tokens: 2k fresh, 3k read from the cache, 5k written to it.
+        let cost = sonnet
+            .cost_with_cache_writes(10_000, 1_000, 3_000, 5_000)
+            .unwrap();
+        let expected = (2_000.0 * 3.0 + 3_000.0 * 0.30 + 5_000.0 * 3.75 + 1_000.0 * 15.0) / 1e6;
+        assert!(close(cost.total_usd, expected), "{cost:?}");
+        assert!(close(cost.cache_write_usd, 5_000.0 * 3.75 / 1e6));
+        // Without a write price, writes cost the input rate.
+        let gpt = builtin().get("gpt-4o").unwrap().clone();
+        let plain = gpt.cost_with_cache_writes(1_000, 0, 0, 400).unwrap();
+        assert!(close(
+            plain.total_usd,
+            gpt.cost(1_000, 0, 0).unwrap().total_usd
+        ));
+        assert!(sonnet.cost_with_cache_writes(10, 0, 6, 5).is_err());
+        // An override may set the write price alone.
+        let mut catalog = builtin();
+        catalog
+            .merge(
+                CatalogPatch::from_toml_str(
+                    "[models.\"claude-sonnet-4-5\"]\ncache_write_input_per_mtok = 6.0\n",
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        let custom = catalog.get("claude-sonnet-4-5").unwrap();
+        assert_eq!(custom.pricing.cache_write_input_per_mtok, Some(6.0));
+        assert_eq!(custom.pricing.input_per_mtok, 3.0);
+    }
+
+    #[test]
     fn cost_rejects_more_cached_than_input_tokens() {
         let err = builtin().cost("gpt-4o", 10, 0, 11).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid generation parameter `cached_input_tokens`: 11 cached tokens exceed the 10 \
-             input tokens they are part of"
+            "invalid generation parameter `cached_input_tokens`: 11 cached and 0 cache-write \
+             tokens exceed the 10 input tokens they are part of"
         );
         assert!(matches!(
             builtin().cost("nope", 1, 1, 0),

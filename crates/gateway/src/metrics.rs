@@ -130,7 +130,7 @@ impl GatewayMetrics {
         let tokens = Family::<TokenLabels, Counter>::default();
         registry.register(
             "tokens",
-            "Tokens by provider, model and kind",
+            "Tokens by provider, model and kind (input, output, cached: read from the prompt cache, cache_write: written to it)",
             tokens.clone(),
         );
         let cost = Family::<ModelLabels, Counter<f64, AtomicU64>>::default();
@@ -206,6 +206,7 @@ impl GatewayMetrics {
             ("input", usage.input_tokens),
             ("output", usage.output_tokens),
             ("cached", usage.cached_tokens),
+            ("cache_write", usage.cache_write_tokens),
         ] {
             self.tokens
                 .get_or_create(&TokenLabels {

@@ -283,12 +283,12 @@ struct AnthropicUsage {
 
 impl AnthropicUsage {
     /// Input counts everything the prompt used (fresh, cache writes and cache reads); cached is
-    /// what was read from the cache.
+    /// what was read from the cache, cache writes what this request wrote to it.
     fn normalise(&self) -> Usage {
         let cached = self.cache_read_input_tokens.unwrap_or(0);
-        let input =
-            self.input_tokens.unwrap_or(0) + self.cache_creation_input_tokens.unwrap_or(0) + cached;
-        Usage::reported(input, self.output_tokens.unwrap_or(0), cached)
+        let written = self.cache_creation_input_tokens.unwrap_or(0);
+        let input = self.input_tokens.unwrap_or(0) + written + cached;
+        Usage::reported(input, self.output_tokens.unwrap_or(0), cached).with_cache_writes(written)
     }
 
     /// Later figures (from `message_delta`) replace earlier ones where present.
@@ -733,6 +733,9 @@ mod tests {
             cache_creation_input_tokens: Some(100),
             cache_read_input_tokens: Some(1000),
         };
-        assert_eq!(usage.normalise(), Usage::reported(1110, 5, 1000));
+        assert_eq!(
+            usage.normalise(),
+            Usage::reported(1110, 5, 1000).with_cache_writes(100)
+        );
     }
 }

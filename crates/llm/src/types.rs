@@ -170,6 +170,10 @@ pub struct Usage {
     pub output_tokens: u64,
     /// Prompt tokens served from the provider's prompt cache (a subset of `input_tokens`).
     pub cached_tokens: u64,
+    /// Prompt tokens written to the provider's prompt cache by this request (a subset of
+    /// `input_tokens`, disjoint from `cached_tokens`; Anthropic prices them above plain input).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
     /// `Exact` when the provider reported the figures, or a local count with an exact
     /// tokenizer; `Estimate` otherwise.
     pub exactness: Exactness,
@@ -182,8 +186,15 @@ impl Usage {
             input_tokens,
             output_tokens,
             cached_tokens,
+            cache_write_tokens: 0,
             exactness: Exactness::Exact,
         }
+    }
+
+    /// This usage with `tokens` of its input reported as written to the prompt cache.
+    pub fn with_cache_writes(mut self, tokens: u64) -> Usage {
+        self.cache_write_tokens = tokens;
+        self
     }
 
     /// Input plus output tokens.
@@ -449,6 +460,7 @@ impl StreamAccumulator {
                 input_tokens: 0,
                 output_tokens: 0,
                 cached_tokens: 0,
+                cache_write_tokens: 0,
                 exactness: Exactness::Estimate,
             }),
             raw,

@@ -38,6 +38,7 @@ pub fn count_usage(model: &str, messages: &[Message], tools: &[Tool], output_tex
         input_tokens: input.total as u64,
         output_tokens: output as u64,
         cached_tokens: 0,
+        cache_write_tokens: 0,
         exactness: input.exactness.and(tokenizer.exactness()),
     }
 }
@@ -50,6 +51,7 @@ pub fn count_embedding_usage(model: &str, texts: &[String]) -> Usage {
         input_tokens: input as u64,
         output_tokens: 0,
         cached_tokens: 0,
+        cache_write_tokens: 0,
         exactness: tokenizer.exactness(),
     }
 }

@@ -424,10 +424,13 @@ impl Runtime {
     pub fn cost(&self, target: &Target, usage: &Usage) -> Option<f64> {
         let info = self.inner.catalog.find(&target.to_string())?;
         let to = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-        info.cost(
+        let cached = usage.cached_tokens.min(usage.input_tokens);
+        let written = usage.cache_write_tokens.min(usage.input_tokens - cached);
+        info.cost_with_cache_writes(
             to(usage.input_tokens),
             to(usage.output_tokens),
-            to(usage.cached_tokens.min(usage.input_tokens)),
+            to(cached),
+            to(written),
         )
         .ok()
         .map(|cost| cost.total_usd)

@@ -156,6 +156,27 @@ async fn direct_calls_are_priced_with_cached_tokens() {
     assert_eq!(error.param().as_deref(), Some("prompt_variables"));
 }
 
+#[test]
+fn anthropic_cache_writes_are_priced_at_the_write_rate() {
+    let runtime = Runtime::builder(router()).build().unwrap();
+    let target = promptops_llm::Target {
+        provider: "anthropic".to_owned(),
+        model: "claude-sonnet-4-5".to_owned(),
+    };
+    // 10k prompt tokens: 2k fresh, 3k read from the cache, 5k written to it; 1k out.
+    let usage = Usage::reported(10_000, 1_000, 3_000).with_cache_writes(5_000);
+    let cost = runtime.cost(&target, &usage).unwrap();
+    let expected = (2_000.0 * 3.0 + 3_000.0 * 0.30 + 5_000.0 * 3.75 + 1_000.0 * 15.0) / 1e6;
+    assert!((cost - expected).abs() < 1e-12, "{cost} != {expected}");
+    let without_writes = runtime
+        .cost(&target, &Usage::reported(10_000, 1_000, 3_000))
+        .unwrap();
+    assert!(
+        cost > without_writes,
+        "a cache write costs more than plain input"
+    );
+}
+
 #[tokio::test]
 async fn prompt_calls_render_validate_and_record_in_batches() {
     let dir = tempfile::tempdir().unwrap();
