@@ -256,7 +256,7 @@ async fn serves_the_embedded_model_and_registry_prompts() {
         .map(|line| serde_json::from_str(line).unwrap())
         .unwrap_or_else(|| panic!("no access log line for req-1: {access:?}"));
     assert_eq!(first["target"], "promptops::access");
-    assert_eq!(first["fields"]["status"], "200");
+    assert_eq!(first["fields"]["status"], 200);
     assert_eq!(first["fields"]["route"], "/v1/chat/completions");
     assert_eq!(first["fields"]["provider"], "local/smollm2-135m");
     for line in &access {

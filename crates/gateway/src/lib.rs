@@ -104,10 +104,7 @@ async fn observe(
                 && id.bytes().all(|b| b.is_ascii_graphic())
         })
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.run(request).await.into_response();
     if let Ok(value) = HeaderValue::from_str(&id) {
@@ -115,18 +112,13 @@ async fn observe(
             .headers_mut()
             .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
     }
-    let labels = metrics::RouteLabels {
-        route,
-        status: response.status().as_u16().to_string(),
-    };
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    let metrics = state.metrics();
-    metrics.requests.get_or_create(&labels).inc();
-    metrics
-        .latency
-        .get_or_create(&labels)
-        .observe(elapsed.as_secs_f64());
-    access_log(&id, &labels, elapsed, &response);
+    state
+        .metrics()
+        .request(route, status, elapsed.as_secs_f64());
+    access_log(&id, route, status, elapsed, &response);
     response
 }
 
@@ -135,7 +127,8 @@ async fn observe(
 /// prompts, completions and keys never reach the log.
 fn access_log(
     id: &str,
-    labels: &metrics::RouteLabels,
+    route: &str,
+    status: u16,
     elapsed: std::time::Duration,
     response: &Response,
 ) {
@@ -150,8 +143,8 @@ fn access_log(
     tracing::info!(
         target: "promptops::access",
         request_id = id,
-        route = labels.route.as_str(),
-        status = labels.status.as_str(),
+        route,
+        status,
         latency_ms = elapsed.as_secs_f64() * 1000.0,
         provider = header("x-promptops-provider"),
         prompt_version = header("x-promptops-prompt-version"),

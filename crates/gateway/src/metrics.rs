@@ -2,7 +2,8 @@
 //! requests by route and status, latency and time-to-first-token histograms, tokens, cost,
 //! upstream errors and fallbacks by provider, guard verdicts.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -89,6 +90,62 @@ pub struct GatewayMetrics {
     pub rate_limited: Family<NameLabels, Counter>,
     /// Cache lookups by outcome (`hit`, `miss`); zero until a cache is configured.
     pub cache: Family<NameLabels, Counter>,
+    /// Handles of the per-request series, found once per label set: a label lookup allocates
+    /// its label strings and hashes them, which every request would otherwise pay several times.
+    handles: Handles,
+}
+
+/// The counters of one route and status.
+struct RouteSeries {
+    requests: Counter,
+    latency: Histogram,
+}
+
+/// The counters of one provider model.
+struct TargetSeries {
+    input: Counter,
+    output: Counter,
+    cached: Counter,
+    cache_write: Counter,
+    cost: Counter<f64, AtomicU64>,
+}
+
+/// Route -> status -> series, and provider -> model -> series. Both label sets are bounded by
+/// the configuration (matched routes; configured providers and their models).
+#[derive(Default)]
+struct Handles {
+    routes: RwLock<HashMap<String, HashMap<u16, Arc<RouteSeries>>>>,
+    targets: RwLock<HashMap<String, HashMap<String, Arc<TargetSeries>>>>,
+}
+
+/// The value under `outer` -> `inner`, made by `make` the first time.
+fn cached<K: Eq + std::hash::Hash + ?Sized, I, V>(
+    map: &RwLock<HashMap<String, HashMap<I, Arc<V>>>>,
+    outer: &str,
+    inner: &K,
+    own: impl FnOnce() -> I,
+    make: impl FnOnce() -> V,
+) -> Arc<V>
+where
+    I: Eq + std::hash::Hash + std::borrow::Borrow<K>,
+{
+    {
+        let read = map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(found) = read.get(outer).and_then(|by| by.get(inner)) {
+            return found.clone();
+        }
+    }
+    let mut write = map
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    write
+        .entry(outer.to_owned())
+        .or_default()
+        .entry(own())
+        .or_insert_with(|| Arc::new(make()))
+        .clone()
 }
 
 impl std::fmt::Debug for GatewayMetrics {
@@ -191,7 +248,30 @@ impl GatewayMetrics {
             guard_alerts,
             rate_limited,
             cache,
+            handles: Handles::default(),
         }
+    }
+
+    /// Counts one HTTP request of `route` answered with `status` after `seconds`.
+    pub fn request(&self, route: &str, status: u16, seconds: f64) {
+        let series = cached(
+            &self.handles.routes,
+            route,
+            &status,
+            || status,
+            || {
+                let labels = RouteLabels {
+                    route: route.to_owned(),
+                    status: status.to_string(),
+                };
+                RouteSeries {
+                    requests: self.requests.get_or_create(&labels).clone(),
+                    latency: self.latency.get_or_create(&labels).clone(),
+                }
+            },
+        );
+        series.requests.inc();
+        series.latency.observe(seconds);
     }
 
     /// Counts a model call's tokens and cost.
@@ -202,27 +282,42 @@ impl GatewayMetrics {
         usage: &promptops_llm::Usage,
         cost: Option<f64>,
     ) {
-        for (kind, value) in [
-            ("input", usage.input_tokens),
-            ("output", usage.output_tokens),
-            ("cached", usage.cached_tokens),
-            ("cache_write", usage.cache_write_tokens),
-        ] {
-            self.tokens
-                .get_or_create(&TokenLabels {
-                    provider: provider.to_owned(),
-                    model: model.to_owned(),
-                    kind: kind.to_owned(),
-                })
-                .inc_by(value);
-        }
+        let series = cached(
+            &self.handles.targets,
+            provider,
+            model,
+            || model.to_owned(),
+            || {
+                let token = |kind: &str| {
+                    self.tokens
+                        .get_or_create(&TokenLabels {
+                            provider: provider.to_owned(),
+                            model: model.to_owned(),
+                            kind: kind.to_owned(),
+                        })
+                        .clone()
+                };
+                TargetSeries {
+                    input: token("input"),
+                    output: token("output"),
+                    cached: token("cached"),
+                    cache_write: token("cache_write"),
+                    cost: self
+                        .cost
+                        .get_or_create(&ModelLabels {
+                            provider: provider.to_owned(),
+                            model: model.to_owned(),
+                        })
+                        .clone(),
+                }
+            },
+        );
+        series.input.inc_by(usage.input_tokens);
+        series.output.inc_by(usage.output_tokens);
+        series.cached.inc_by(usage.cached_tokens);
+        series.cache_write.inc_by(usage.cache_write_tokens);
         if let Some(cost) = cost {
-            self.cost
-                .get_or_create(&ModelLabels {
-                    provider: provider.to_owned(),
-                    model: model.to_owned(),
-                })
-                .inc_by(cost);
+            series.cost.inc_by(cost);
         }
     }
 

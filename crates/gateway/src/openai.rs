@@ -388,13 +388,22 @@ pub async fn chat_completions(
     if !outcome.guard_warnings.is_empty() {
         metrics.guard_checks("warned", &outcome.guard_warnings);
     }
-    let body = wire::chat_completion_json(
+    let fallback_id = format!("chatcmpl-{request_id}");
+    let completion = wire::ChatCompletion::new(
         &outcome.response,
-        &format!("chatcmpl-{request_id}"),
+        &fallback_id,
         &outcome.target.model,
         now_secs(),
     );
-    let mut response = axum::Json(&body).into_response();
+    let body = serde_json::to_vec(&completion).map_err(std::io::Error::from)?;
+    let mut response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
     let headers = response.headers_mut();
     set_header(headers, PROVIDER_HEADER, &outcome.target.to_string());
     set_documents_header(headers, &outcome.documents);
@@ -413,7 +422,9 @@ pub async fn chat_completions(
     }
     if let Some(key) = cache_key {
         set_header(headers, CACHE_HEADER, "miss");
-        store_in_caches(&state, key, semantic, &outcome.target.to_string(), body);
+        if let Ok(value) = serde_json::to_value(&completion) {
+            store_in_caches(&state, key, semantic, &outcome.target.to_string(), value);
+        }
     }
     Ok(response)
 }
@@ -717,8 +728,11 @@ impl Sse {
             &self.target.model,
             serde_json::Value::Null,
         );
-        let completion =
-            wire::chat_completion_json(&response, &id, &self.target.model, self.encoder.created());
+        let Some(completion) =
+            wire::chat_completion_json(&response, &id, &self.target.model, self.encoder.created())
+        else {
+            return;
+        };
         let provider = self.target.to_string();
         store_in_caches(&self.state, fill.key, fill.semantic, &provider, completion);
     }

@@ -305,39 +305,98 @@ pub fn usage_json(usage: &Usage) -> Value {
     })
 }
 
-/// A whole chat completion in OpenAI's shape.
+/// OpenAI `usage`, serialised without building a JSON tree.
+#[derive(Serialize)]
+struct WireUsage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: CachedTokens,
+}
+
+#[derive(Serialize)]
+struct CachedTokens {
+    cached_tokens: u64,
+}
+
+impl From<&Usage> for WireUsage {
+    fn from(usage: &Usage) -> Self {
+        WireUsage {
+            prompt_tokens: usage.input_tokens,
+            completion_tokens: usage.output_tokens,
+            total_tokens: usage.total_tokens(),
+            prompt_tokens_details: CachedTokens {
+                cached_tokens: usage.cached_tokens,
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct WireChoice<'a> {
+    index: u32,
+    message: &'a Message,
+    logprobs: &'a Option<Value>,
+    finish_reason: &'a str,
+}
+
+/// A whole chat completion in OpenAI's shape, borrowed from the response: the request path
+/// serialises it straight to bytes (no intermediate JSON tree).
+#[derive(Serialize)]
+pub struct ChatCompletion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: Vec<WireChoice<'a>>,
+    usage: WireUsage,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system_fingerprint: Option<&'a Value>,
+}
+
+impl<'a> ChatCompletion<'a> {
+    /// `response` as OpenAI's `chat.completion` object; `fallback_id` when the provider gave
+    /// no id, `model` as the client should see it.
+    pub fn new(
+        response: &'a ChatResponse,
+        fallback_id: &'a str,
+        model: &'a str,
+        created: u64,
+    ) -> ChatCompletion<'a> {
+        ChatCompletion {
+            id: if response.id.is_empty() {
+                fallback_id
+            } else {
+                response.id.as_str()
+            },
+            object: "chat.completion",
+            created,
+            model,
+            choices: response
+                .choices
+                .iter()
+                .map(|choice| WireChoice {
+                    index: choice.index,
+                    message: &choice.message,
+                    logprobs: &choice.logprobs,
+                    finish_reason: choice.finish_reason.as_openai(),
+                })
+                .collect(),
+            usage: WireUsage::from(&response.usage),
+            system_fingerprint: response.raw.get("system_fingerprint"),
+        }
+    }
+}
+
+/// A whole chat completion in OpenAI's shape, as a JSON tree (for the response cache); `None`
+/// only when a message cannot be represented as JSON.
 pub fn chat_completion_json(
     response: &ChatResponse,
     fallback_id: &str,
     model: &str,
     created: u64,
-) -> Value {
-    let choices: Vec<Value> = response
-        .choices
-        .iter()
-        .map(|choice| {
-            json!({
-                "index": choice.index,
-                "message": choice.message,
-                "logprobs": choice.logprobs,
-                "finish_reason": choice.finish_reason.as_openai(),
-            })
-        })
-        .collect();
-    let mut body = json!({
-        "id": if response.id.is_empty() { fallback_id } else { response.id.as_str() },
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": choices,
-        "usage": usage_json(&response.usage),
-    });
-    if let Some(fingerprint) = response.raw.get("system_fingerprint")
-        && let Some(object) = body.as_object_mut()
-    {
-        object.insert("system_fingerprint".to_owned(), fingerprint.clone());
-    }
-    body
+) -> Option<Value> {
+    serde_json::to_value(ChatCompletion::new(response, fallback_id, model, created)).ok()
 }
 
 /// The fixed part of every chunk of one stream.

@@ -73,6 +73,18 @@ impl Upstream {
         self.send(url, request).await
     }
 
+    /// [`Upstream::post_json`] to a URL parsed once (parsing a URL is a visible part of the
+    /// request path's CPU).
+    pub(crate) async fn post_json_url(
+        &self,
+        url: &reqwest::Url,
+        headers: HeaderMap,
+        body: &Value,
+    ) -> Result<reqwest::Response, LlmError> {
+        let request = self.client.post(url.clone()).headers(headers).json(body);
+        self.send(url.as_str(), request).await
+    }
+
     /// GETs `url`; a non-2xx status becomes [`LlmError::Upstream`].
     pub(crate) async fn get(
         &self,

@@ -50,6 +50,9 @@ impl std::fmt::Debug for RemoteSettings {
 pub struct OpenAiProvider {
     upstream: Upstream,
     base_url: String,
+    /// `BASE/chat/completions`, parsed once; `None` when the base does not parse (each call
+    /// then fails with the parse error).
+    chat_url: Option<reqwest::Url>,
     kind: ProviderKind,
     capabilities: Capabilities,
 }
@@ -85,9 +88,31 @@ impl OpenAiProvider {
                 settings.api_key_env.clone(),
             )?,
             base_url: settings.base_url.clone(),
+            chat_url: reqwest::Url::parse(&join_url(&settings.base_url, "chat/completions")).ok(),
             kind,
             capabilities,
         })
+    }
+
+    /// POSTs a chat completions body; gives the response and the URL it went to.
+    async fn post_chat(&self, body: &Value) -> Result<(reqwest::Response, &str), LlmError> {
+        match &self.chat_url {
+            Some(url) => Ok((
+                self.upstream
+                    .post_json_url(url, self.auth_headers()?, body)
+                    .await?,
+                url.as_str(),
+            )),
+            None => {
+                let url = join_url(&self.base_url, "chat/completions");
+                Err(LlmError::Connect {
+                    reason: format!("`{url}` is not a valid URL"),
+                    provider: self.upstream.provider.clone(),
+                    url,
+                    attempt: 1,
+                })
+            }
+        }
     }
 
     /// Whether this is OpenAI's own API, which rejects parameters other servers take.
@@ -474,22 +499,14 @@ impl Provider for OpenAiProvider {
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let body = self.request_body(request, false)?;
-        let url = join_url(&self.base_url, "chat/completions");
-        let response = self
-            .upstream
-            .post_json(&url, self.auth_headers()?, &body)
-            .await?;
-        let raw = self.upstream.read_json(&url, response).await?;
+        let (response, url) = self.post_chat(&body).await?;
+        let raw = self.upstream.read_json(url, response).await?;
         self.parse_response(request, raw)
     }
 
     async fn stream(&self, request: &ChatRequest) -> Result<DeltaStream, LlmError> {
         let body = self.request_body(request, true)?;
-        let url = join_url(&self.base_url, "chat/completions");
-        let response = self
-            .upstream
-            .post_json(&url, self.auth_headers()?, &body)
-            .await?;
+        let (response, _) = self.post_chat(&body).await?;
         Ok(delta_stream(
             &self.upstream.provider,
             response,
