@@ -74,7 +74,6 @@ pub fn router(state: AppState) -> axum::Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -87,7 +86,9 @@ async fn method_not_allowed() -> GatewayError {
     GatewayError::MethodNotAllowed
 }
 
-/// Assigns the request id (echoed in the response) and records request metrics.
+/// Assigns the request id (echoed in the response), authenticates, and records request
+/// metrics and the access log (one layer: each extra layer costs a boxed future and a service
+/// clone per request).
 async fn observe(
     axum::extract::State(state): axum::extract::State<AppState>,
     mut request: Request,
@@ -106,7 +107,10 @@ async fn observe(
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
     let route = request.extensions().get::<MatchedPath>().cloned();
     request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(request).await.into_response();
+    let mut response = match authenticate(&state, &mut request) {
+        Ok(()) => next.run(request).await.into_response(),
+        Err(refused) => refused,
+    };
     if let Ok(value) = HeaderValue::from_str(&id) {
         response
             .headers_mut()
@@ -159,21 +163,18 @@ fn access_log(
 pub struct Caller(pub Option<std::sync::Arc<promptops_access::ApiKey>>);
 
 /// With keys configured, `/v1/*` and `/admin/*` need `Authorization: Bearer KEY` (401), and
-/// `/admin/*` an admin key (403). Health, metrics and the OpenAPI document stay open.
-async fn authenticate(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// `/admin/*` an admin key (403). Health, metrics and the OpenAPI document stay open. Sets the
+/// [`Caller`] of an admitted request; a refusal is the response to send.
+fn authenticate(state: &AppState, request: &mut Request) -> Result<(), Response> {
     if !state.auth_enabled() {
         request.extensions_mut().insert(Caller(None));
-        return next.run(request).await;
+        return Ok(());
     }
     let path = request.uri().path();
     let admin = path.starts_with("/admin/");
     if !(admin || path.starts_with("/v1/")) {
         request.extensions_mut().insert(Caller(None));
-        return next.run(request).await;
+        return Ok(());
     }
     let presented = request
         .headers()
@@ -189,21 +190,21 @@ async fn authenticate(
     match state.keys().authenticate(presented) {
         Ok(key) => {
             if admin && !key.is_admin() {
-                return GatewayError::Forbidden {
+                return Err(GatewayError::Forbidden {
                     code: "permission_denied",
                     param: None,
                     message: format!("key `{}` is not an admin key", key.name),
                 }
-                .into_response();
+                .into_response());
             }
             request.extensions_mut().insert(Caller(Some(key)));
-            next.run(request).await
+            Ok(())
         }
-        Err(promptops_access::AccessError::MissingKey) => GatewayError::Unauthorized(
+        Err(promptops_access::AccessError::MissingKey) => Err(GatewayError::Unauthorized(
             "missing API key: send `Authorization: Bearer KEY`".to_owned(),
         )
-        .into_response(),
-        Err(_) => GatewayError::Unauthorized("invalid API key".to_owned()).into_response(),
+        .into_response()),
+        Err(_) => Err(GatewayError::Unauthorized("invalid API key".to_owned()).into_response()),
     }
 }
 
