@@ -109,7 +109,7 @@ async fn observe(
     request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = match authenticate(&state, &mut request) {
         Ok(()) => next.run(request).await.into_response(),
-        Err(refused) => refused,
+        Err(refused) => refused.into_response(),
     };
     if let Ok(value) = HeaderValue::from_str(&id) {
         response
@@ -164,8 +164,8 @@ pub struct Caller(pub Option<std::sync::Arc<promptops_access::ApiKey>>);
 
 /// With keys configured, `/v1/*` and `/admin/*` need `Authorization: Bearer KEY` (401), and
 /// `/admin/*` an admin key (403). Health, metrics and the OpenAPI document stay open. Sets the
-/// [`Caller`] of an admitted request; a refusal is the response to send.
-fn authenticate(state: &AppState, request: &mut Request) -> Result<(), Response> {
+/// [`Caller`] of an admitted request.
+fn authenticate(state: &AppState, request: &mut Request) -> Result<(), GatewayError> {
     if !state.auth_enabled() {
         request.extensions_mut().insert(Caller(None));
         return Ok(());
@@ -194,17 +194,15 @@ fn authenticate(state: &AppState, request: &mut Request) -> Result<(), Response>
                     code: "permission_denied",
                     param: None,
                     message: format!("key `{}` is not an admin key", key.name),
-                }
-                .into_response());
+                });
             }
             request.extensions_mut().insert(Caller(Some(key)));
             Ok(())
         }
         Err(promptops_access::AccessError::MissingKey) => Err(GatewayError::Unauthorized(
             "missing API key: send `Authorization: Bearer KEY`".to_owned(),
-        )
-        .into_response()),
-        Err(_) => Err(GatewayError::Unauthorized("invalid API key".to_owned()).into_response()),
+        )),
+        Err(_) => Err(GatewayError::Unauthorized("invalid API key".to_owned())),
     }
 }
 
