@@ -5,6 +5,7 @@
 
 use axum::http::header;
 use axum::routing::post;
+use axum::serve::ListenerExt;
 
 const CHAT_JSON: &str = include_str!("../tests/fixtures/chat.json");
 
@@ -17,7 +18,10 @@ async fn main() -> std::io::Result<()> {
         "/v1/chat/completions",
         post(|| async { ([(header::CONTENT_TYPE, "application/json")], CHAT_JSON) }),
     );
-    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    // TCP_NODELAY as the gateway (and most production servers) set it.
+    let listener = tokio::net::TcpListener::bind(&listen).await?.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     eprintln!("mock upstream on http://{listen}/v1");
     axum::serve(listener, app).await
 }

@@ -10,6 +10,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 
 #[derive(Clone)]
 struct Upstream {
@@ -55,7 +56,10 @@ async fn main() -> std::io::Result<()> {
     let app = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(forward))
         .with_state(Upstream { client, base });
-    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    // TCP_NODELAY as the gateway (and most production servers) set it.
+    let listener = tokio::net::TcpListener::bind(&listen).await?.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     eprintln!("reference proxy on http://{listen}");
     axum::serve(listener, app).await
 }

@@ -25,6 +25,7 @@ use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 
 pub use config::GatewayConfig;
 pub use error::GatewayError;
@@ -227,6 +228,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let app = router(state.clone());
+    // Small responses and SSE events go out as soon as they are written: without TCP_NODELAY a
+    // write that follows an unacknowledged one waits for the peer's delayed ACK (up to 40 ms).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
