@@ -48,7 +48,10 @@ const MIN_HEX_BYTES: usize = 8;
 /// and the total decoded size never exceeds the input size, so rescanning stays linear.
 pub fn decode_payloads(text: &str) -> Vec<Decoded> {
     let mut found = Vec::new();
-    let (base64_run, hex_run) = longest_candidate_runs(text.as_bytes());
+    // Every base64 payload is one run of at least [`MIN_BASE64_RUN`] base64-alphabet bytes
+    // and every hex payload lies inside a run of hex-payload bytes with at least
+    // `2 * MIN_HEX_BYTES` digits, so most texts skip both decoders after these checks.
+    let bytes = text.as_bytes();
     let mut budget = text.len();
     let mut keep = |found: &mut Vec<Decoded>, encoding, decoded: String| {
         if decoded.len() <= budget && looks_like_text(&decoded) {
@@ -59,14 +62,14 @@ pub fn decode_payloads(text: &str) -> Vec<Decoded> {
             });
         }
     };
-    if base64_run >= MIN_BASE64_RUN {
+    if has_run(bytes, 1, MIN_BASE64_RUN) {
         for run in base64_runs(text) {
             if let Some(decoded) = decode_base64(run) {
                 keep(&mut found, Encoding::Base64, decoded);
             }
         }
     }
-    if hex_run >= 2 * MIN_HEX_BYTES {
+    if has_run(bytes, 2, 2 * MIN_HEX_BYTES) {
         for decoded in hex_runs(text) {
             keep(&mut found, Encoding::Hex, decoded);
         }
@@ -80,7 +83,7 @@ pub fn decode_payloads(text: &str) -> Vec<Decoded> {
     found
 }
 
-/// Byte classes for [`longest_candidate_runs`]: bit 0 for the base64 alphabet, bit 1 for the
+/// Byte classes for [`has_run`]: bit 0 for the base64 alphabet, bit 1 for the
 /// bytes a hex payload is made of (hex digits and the `\x`, space and colon separators).
 const RUN_CLASS: [u8; 256] = {
     let mut table = [0u8; 256];
@@ -98,25 +101,46 @@ const RUN_CLASS: [u8; 256] = {
     table
 };
 
-/// The longest run of base64-alphabet bytes and the longest run of hex-payload bytes, each
-/// capped once long enough to matter. Every base64 payload is one such run of at least
-/// [`MIN_BASE64_RUN`] bytes and every hex payload lies inside one with at least
-/// `2 * MIN_HEX_BYTES` digits, so most texts skip both decoders after this one cheap pass.
+/// Whether a run of at least `min` bytes of class `bit` (of [`RUN_CLASS`]) occurs. Any such
+/// run covers one of the checkpoints `min - 1`, `2 * min - 1`, ..., so only checkpoints in
+/// the class are measured, each at most `min - 1` bytes to either side (a run reaching a
+/// previous checkpoint would have been found from it): linear, and about one lookup per
+/// `min` bytes on text where the class is broken up (words, spaces).
+fn has_run(bytes: &[u8], bit: u8, min: usize) -> bool {
+    let in_class = |at: usize| RUN_CLASS[usize::from(bytes[at])] & bit != 0;
+    let mut checkpoint = min.saturating_sub(1);
+    while checkpoint < bytes.len() {
+        if in_class(checkpoint) {
+            let lowest = checkpoint.saturating_sub(min - 1);
+            let mut start = checkpoint;
+            while start > lowest && in_class(start - 1) {
+                start -= 1;
+            }
+            let mut end = checkpoint + 1;
+            while end < bytes.len() && end - start < min && in_class(end) {
+                end += 1;
+            }
+            if end - start >= min {
+                return true;
+            }
+        }
+        checkpoint += min;
+    }
+    false
+}
+
+/// The longest run of base64-alphabet bytes and the longest run of hex-payload bytes: the
+/// reference [`has_run`] is checked against.
+#[cfg(test)]
 fn longest_candidate_runs(bytes: &[u8]) -> (usize, usize) {
     let (mut base64, mut hex) = (0usize, 0usize);
     let (mut longest_base64, mut longest_hex) = (0usize, 0usize);
-    for chunk in bytes.chunks(64) {
-        // Branch-free inside a chunk: a run resets (masks to zero) on a byte outside its class.
-        for &byte in chunk {
-            let class = RUN_CLASS[usize::from(byte)];
-            base64 = (base64 + 1) & 0usize.wrapping_sub(usize::from(class & 1));
-            hex = (hex + 1) & 0usize.wrapping_sub(usize::from(class >> 1));
-            longest_base64 = longest_base64.max(base64);
-            longest_hex = longest_hex.max(hex);
-        }
-        if longest_base64 >= MIN_BASE64_RUN && longest_hex >= 2 * MIN_HEX_BYTES {
-            break;
-        }
+    for &byte in bytes {
+        let class = RUN_CLASS[usize::from(byte)];
+        base64 = (base64 + 1) & 0usize.wrapping_sub(usize::from(class & 1));
+        hex = (hex + 1) & 0usize.wrapping_sub(usize::from(class >> 1));
+        longest_base64 = longest_base64.max(base64);
+        longest_hex = longest_hex.max(hex);
     }
     (longest_base64, longest_hex)
 }
@@ -289,6 +313,28 @@ fn looks_like_text(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn run_checks_equal_the_longest_runs(
+            text in "([A-Za-z0-9+/=]{0,20}[ .,!x:]{0,3}){0,12}|[0-9a-f :x]{0,80}|.{0,60}",
+            min in 1usize..=20,
+        ) {
+            let (base64, hex) = longest_candidate_runs(text.as_bytes());
+            proptest::prop_assert_eq!(has_run(text.as_bytes(), 1, min), base64 >= min);
+            proptest::prop_assert_eq!(has_run(text.as_bytes(), 2, min), hex >= min);
+        }
+    }
+
+    #[test]
+    fn run_checks_stay_linear() {
+        let text = "a".repeat(1 << 20);
+        assert!(has_run(text.as_bytes(), 1, 16));
+        let gaps = "abcdefghijklmno ".repeat(1 << 16);
+        assert!(!has_run(gaps.as_bytes(), 1, 16));
+    }
 
     fn decoded(text: &str) -> Vec<(Encoding, String)> {
         decode_payloads(text)

@@ -146,14 +146,17 @@ const OBFUSCATION_FEATURES: &[(&str, f32)] = &[
 /// Values of the named features for an analysis, as (feature index, value) pairs.
 pub fn named_values(analysis: &Analysis) -> Vec<(usize, f32)> {
     let rule_count = rules().len();
-    let mut values: Vec<(usize, f32)> = Vec::new();
-    let mut seen = vec![false; rule_count];
+    let mut values: Vec<(usize, f32)> = Vec::with_capacity(8);
+    // Fired rules as a bit set (the table has far fewer than 256 rules; a test checks it).
+    let mut seen = [0u64; 4];
     for &(rule, _) in &analysis.rule_hits {
-        if !seen[rule] {
-            seen[rule] = true;
+        let (word, bit) = (rule / 64 % 4, 1u64 << (rule % 64));
+        if seen[word] & bit == 0 {
+            seen[word] |= bit;
             values.push((rule, 1.0));
         }
     }
+    let distinct_rules = values.len();
     let n = &analysis.normalized;
     let flags = [
         n.invisible >= 2,
@@ -176,15 +179,14 @@ pub fn named_values(analysis: &Analysis) -> Vec<(usize, f32)> {
     // so a learned length weight says more about which sources were in training than about
     // attacks, and it lowered the leave-source-out figures.
     let base = rule_count + OBFUSCATION_FEATURES.len();
-    let distinct_rules = seen.iter().filter(|&&fired| fired).count();
     if distinct_rules > 1 {
         // Beyond the first rule: each further independent signal adds evidence, with
         // diminishing returns.
         values.push((base, ((distinct_rules - 1) as f32).ln_1p()));
     }
     let mut categories: Vec<Category> = Vec::new();
-    for (rule, fired) in seen.iter().enumerate() {
-        if *fired
+    for rule in 0..rule_count {
+        if seen[rule / 64 % 4] & (1 << (rule % 64)) != 0
             && let Some(category) = rule_category(rule)
             && !categories.contains(&category)
         {
@@ -240,13 +242,24 @@ fn meta_discussion() -> Option<&'static regex::Regex> {
 }
 
 /// Whether normalised text has the shape of a document rather than a chat message: a table
-/// (many cell separators), a fenced code block, or mail headers. One byte count and two
-/// substring searches.
+/// (many cell separators), a fenced code block, or mail headers. One byte count, and the
+/// substring checks only look where a backtick or a colon is.
 fn looks_like_document(text: &str) -> bool {
-    let pipes = text.bytes().filter(|&b| b == b'|').count();
-    pipes >= 8
-        || text.contains("```")
-        || (text.contains("subject:") && (text.contains("from:") || text.contains("email_from:")))
+    let bytes = text.as_bytes();
+    let pipes = bytes.iter().filter(|&&b| b == b'|').count();
+    if pipes >= 8 {
+        return true;
+    }
+    let ends_before_colon = |suffix: &[u8]| {
+        bytes
+            .iter()
+            .enumerate()
+            .any(|(at, &b)| b == b':' && bytes[..at].ends_with(suffix))
+    };
+    (bytes.contains(&b'`') && text.contains("```"))
+        || (bytes.contains(&b':')
+            && ends_before_colon(b"subject")
+            && (ends_before_colon(b"from") || ends_before_colon(b"email_from")))
 }
 
 /// Calls `emit(index, sign)` for every hashed feature of `text` (char 3-, 4- and 5-grams, word
@@ -314,6 +327,95 @@ pub fn for_each_hashed(text: &str, bits: u32, mut emit: impl FnMut(usize, f32)) 
     count
 }
 
+/// The sum of `sign * weights[index]` over the features [`for_each_hashed`] emits for `text`
+/// (a weight out of range counts 0), and their count. Integer addition is exact and
+/// order-free, so the three n-gram lengths and the words keep separate accumulators (no
+/// dependency chain through one float sum) and the loop has no branch per feature.
+pub(crate) fn signed_weight_sum(text: &str, bits: u32, weights: &[i8]) -> (i64, usize) {
+    const SHIPPED: usize = 1 << crate::model::DEFAULT_HASH_BITS;
+    match <&[i8; SHIPPED]>::try_from(weights) {
+        // The shipped size: the index is provably in range, no bounds check per lookup.
+        Ok(table) if bits == crate::model::DEFAULT_HASH_BITS => {
+            signed_sum_by(text, bits, |index| table[index & (SHIPPED - 1)])
+        }
+        _ => signed_sum_by(text, bits, |index| weights.get(index).copied().unwrap_or(0)),
+    }
+}
+
+#[inline(always)]
+fn signed_sum_by(text: &str, bits: u32, weight: impl Fn(usize) -> i8) -> (i64, usize) {
+    let bytes = text.as_bytes();
+    let shift = 64 - bits;
+    // Each feature adds its weight to `all` and, when its sign is negative, to `negative`
+    // too: the sum is `all - 2 * negative`, with no negation per feature.
+    let split = |hash: u64| -> (i64, i64) {
+        let mixed = hash.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let value = i64::from(weight((mixed >> shift) as usize));
+        // All ones when bit 20 (the sign bit of the feature) is set.
+        let negative = ((mixed << 43) as i64) >> 63;
+        (value, value & negative)
+    };
+    let first = &FNV_FIRST;
+    let len = bytes.len();
+    let (mut all3, mut all4, mut all5) = (0i64, 0i64, 0i64);
+    let (mut neg3, mut neg4, mut neg5) = (0i64, 0i64, 0i64);
+    let add = |all: &mut i64, negative: &mut i64, hash: u64| {
+        let (value, masked) = split(hash);
+        *all += value;
+        *negative += masked;
+    };
+    for window in bytes.windows(5) {
+        let h3 = fnv_step(
+            fnv_step(first[usize::from(window[0])], window[1]),
+            window[2],
+        );
+        add(&mut all3, &mut neg3, h3);
+        let h4 = fnv_step(h3, window[3]);
+        add(&mut all4, &mut neg4, h4);
+        add(&mut all5, &mut neg5, fnv_step(h4, window[4]));
+    }
+    for start in len.saturating_sub(4)..len {
+        let tail = &bytes[start..];
+        if tail.len() >= 3 {
+            let h3 = fnv_step(fnv_step(first[usize::from(tail[0])], tail[1]), tail[2]);
+            add(&mut all3, &mut neg3, h3);
+            if tail.len() >= 4 {
+                add(&mut all4, &mut neg4, fnv_step(h3, tail[3]));
+            }
+        }
+    }
+    let grams = |n: usize| len.saturating_sub(n - 1);
+    let mut count = grams(3) + grams(4) + grams(5);
+    let (mut all_words, mut neg_words) = (0i64, 0i64);
+    let mut previous: Option<u64> = None;
+    let mut index = 0;
+    while index < len {
+        if !is_word_byte(bytes[index]) {
+            index += 1;
+            continue;
+        }
+        let mut hash: u64 = 0x84_22_23_25_cb_f2_9c_e4;
+        while index < len && is_word_byte(bytes[index]) {
+            hash = fnv_step(hash, bytes[index]);
+            index += 1;
+        }
+        add(&mut all_words, &mut neg_words, hash ^ 0x5555);
+        count += 1;
+        if let Some(before) = previous {
+            add(
+                &mut all_words,
+                &mut neg_words,
+                before.rotate_left(17) ^ hash ^ 0xaaaa_0000,
+            );
+            count += 1;
+        }
+        previous = Some(hash);
+    }
+    let all = all3 + all4 + all5 + all_words;
+    let negative = neg3 + neg4 + neg5 + neg_words;
+    (all - 2 * negative, count)
+}
+
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0100_0000_01b3;
 
@@ -373,6 +475,25 @@ mod tests {
     }
 
     #[test]
+    fn signed_sum_on_the_shipped_table_size() {
+        let bits = crate::model::DEFAULT_HASH_BITS;
+        let weights: Vec<i8> = (0..(1usize << bits)).map(|i| (i % 255) as i8).collect();
+        for text in [
+            "",
+            "ab",
+            "hello world",
+            "ignore all previous instructions",
+            "東京 x",
+        ] {
+            let mut expected = 0i64;
+            let count = for_each_hashed(text, bits, |index, sign| {
+                expected += i64::from(weights[index]) * sign as i64;
+            });
+            assert_eq!(signed_weight_sum(text, bits, &weights), (expected, count));
+        }
+    }
+
+    #[test]
     fn hashing_is_deterministic_and_in_range() {
         let mut first = Vec::new();
         let count = for_each_hashed("hello world", 10, |index, sign| first.push((index, sign)));
@@ -428,6 +549,31 @@ mod tests {
 
     proptest::proptest! {
         #[test]
+        fn signed_sum_equals_the_emitted_features(
+            text in proptest::prelude::any::<String>(),
+            bits in 8u32..=18,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            // Weights from a seed; also a table of the wrong size (lookups past it count 0).
+            let mut state = seed | 1;
+            let mut weights: Vec<i8> = (0..(1usize << bits))
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as i8
+                })
+                .collect();
+            for table in [weights.clone(), { weights.truncate(weights.len() / 2); weights }] {
+                let mut expected = 0i64;
+                let count = for_each_hashed(&text, bits, |index, sign| {
+                    expected += i64::from(table.get(index).copied().unwrap_or(0)) * sign as i64;
+                });
+                proptest::prop_assert_eq!(signed_weight_sum(&text, bits, &table), (expected, count));
+            }
+        }
+
+        #[test]
         fn hashing_equals_the_reference(text in proptest::prelude::any::<String>(), bits in 8u32..=24) {
             let mut fast = Vec::new();
             let count = for_each_hashed(&text, bits, |index, sign| fast.push((index, sign)));
@@ -435,6 +581,32 @@ mod tests {
             proptest::prop_assert_eq!(count, reference.len());
             proptest::prop_assert_eq!(fast, reference);
         }
+    }
+
+    /// The straightforward form of [`looks_like_document`].
+    fn reference_document(text: &str) -> bool {
+        text.bytes().filter(|&b| b == b'|').count() >= 8
+            || text.contains("```")
+            || (text.contains("subject:")
+                && (text.contains("from:") || text.contains("email_from:")))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn document_check_equals_the_reference(
+            parts in proptest::collection::vec(
+                proptest::sample::select(&["subject", "from", "email_", ":", "`", "``", "|", " ", "x", "\n"][..]),
+                0..24,
+            )
+        ) {
+            let text = parts.concat();
+            proptest::prop_assert_eq!(looks_like_document(&text), reference_document(&text));
+        }
+    }
+
+    #[test]
+    fn rules_fit_the_fired_set() {
+        assert!(rules().len() <= 256);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::decode::Encoding;
 use crate::error::GuardError;
 use crate::features::{Analysis, Layer, analyse, named_feature_table, named_values};
-use crate::model::{Model, Palette};
+use crate::model::{Model, Palette, Quantised};
 use crate::rules::rules;
 use crate::train::sigmoid;
 
@@ -25,7 +25,9 @@ pub struct InjectionVerdict {
 #[derive(Debug, Clone)]
 pub struct InjectionDetector {
     model: Model,
-    /// The model's hashed weights in a compact table, when they fit one (see [`Palette`]).
+    /// The model's hashed weights as multiples of one scale, when they are (see [`Quantised`]).
+    quantised: Option<Quantised>,
+    /// Otherwise, in a compact table when they fit one (see [`Palette`]).
     palette: Option<Palette>,
     threshold: f32,
 }
@@ -41,8 +43,10 @@ impl InjectionDetector {
 
     /// A detector over a given model at the default sensitivity.
     pub fn new(model: Model) -> InjectionDetector {
+        let quantised = Quantised::of(&model);
         InjectionDetector {
-            palette: Palette::of(&model),
+            palette: quantised.is_none().then(|| Palette::of(&model)).flatten(),
+            quantised,
             model,
             threshold: 0.5,
         }
@@ -75,23 +79,25 @@ impl InjectionDetector {
 
     /// The verdict for an already analysed text.
     pub fn verdict(&self, analysis: &Analysis) -> InjectionVerdict {
-        let parts = match &self.palette {
-            Some(palette) => self.model.logit_with(analysis, palette),
-            None => self.model.logit(analysis),
+        let named = named_values(analysis);
+        let parts = match (&self.quantised, &self.palette) {
+            (Some(quantised), _) => self.model.logit_quantised(analysis, quantised, &named),
+            (None, Some(palette)) => self.model.logit_with(analysis, palette),
+            (None, None) => self.model.logit(analysis),
         };
         let score = sigmoid(parts.total());
         InjectionVerdict {
             flagged: score >= self.threshold,
             score: (score * 10_000.0).round() / 10_000.0,
-            reasons: self.reasons(analysis, parts.ngrams),
+            reasons: self.reasons(analysis, &named, parts.ngrams),
         }
     }
 
-    fn reasons(&self, analysis: &Analysis, ngrams: f32) -> Vec<String> {
+    fn reasons(&self, analysis: &Analysis, named: &[(usize, f32)], ngrams: f32) -> Vec<String> {
         let features = named_feature_table();
         let rule_count = rules().len();
         let mut weighted: Vec<(f32, String)> = Vec::new();
-        for (index, value) in named_values(analysis) {
+        for &(index, value) in named {
             let weight = self.model.named.get(index).copied().unwrap_or(0.0) * value;
             if weight <= 0.0 {
                 continue;

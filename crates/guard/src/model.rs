@@ -7,7 +7,9 @@
 //! as `i8` multiples of the scale.
 
 use crate::error::GuardError;
-use crate::features::{Analysis, NamedFeature, for_each_hashed, named_features, named_values};
+use crate::features::{
+    Analysis, NamedFeature, for_each_hashed, named_features, named_values, signed_weight_sum,
+};
 
 /// Hash-space size used by the shipped model.
 pub const DEFAULT_HASH_BITS: u32 = 17;
@@ -81,9 +83,33 @@ impl Model {
         } else {
             sum / (count as f32).sqrt()
         };
-        let named = named_values(analysis)
-            .into_iter()
-            .map(|(index, value)| self.named.get(index).copied().unwrap_or(0.0) * value)
+        self.parts(ngrams, &named_values(analysis))
+    }
+
+    /// [`Model::logit`] for a model whose hashed weights are the multiples of one scale in
+    /// `quantised` (every model read from a weight file), with the named feature values
+    /// already computed. The n-gram sum is exact: the signed multiples are added as integers
+    /// (any order, no rounding) and scaled once, where [`Model::logit`] adds rounded float
+    /// products one after the other; the two agree to float rounding (about 1e-7 of the sum).
+    pub(crate) fn logit_quantised(
+        &self,
+        analysis: &Analysis,
+        quantised: &Quantised,
+        named: &[(usize, f32)],
+    ) -> LogitParts {
+        let (sum, count) = signed_weight_sum(&analysis.scan_text, self.bits, &quantised.multiples);
+        let ngrams = if count == 0 {
+            0.0
+        } else {
+            (sum as f64 * f64::from(quantised.scale) / (count as f64).sqrt()) as f32
+        };
+        self.parts(ngrams, named)
+    }
+
+    fn parts(&self, ngrams: f32, named: &[(usize, f32)]) -> LogitParts {
+        let named = named
+            .iter()
+            .map(|&(index, value)| self.named.get(index).copied().unwrap_or(0.0) * value)
             .sum();
         LogitParts {
             ngrams,
@@ -241,6 +267,46 @@ impl Palette {
     }
 }
 
+/// The hashed weights of a model as `i8` multiples of one scale, when every weight is exactly
+/// `f32::from(multiple) * scale` (true of every model read from a weight file, which stores
+/// them so). Half the size of a [`Palette`] lookup (one table, no second indirection), and the
+/// n-gram sum becomes an exact integer sum.
+#[derive(Debug, Clone)]
+pub(crate) struct Quantised {
+    /// One multiple per hashed weight.
+    pub(crate) multiples: Vec<i8>,
+    /// The weight of multiple 1.
+    pub(crate) scale: f32,
+}
+
+impl Quantised {
+    /// The quantised form of `model`, or `None` when some weight is not a multiple of the
+    /// scale its largest weight implies (a model fresh from training, say).
+    pub(crate) fn of(model: &Model) -> Option<Quantised> {
+        let max = model.hashed.iter().fold(0.0f32, |m, w| m.max(w.abs()));
+        if !max.is_finite() {
+            return None;
+        }
+        // As `to_bytes` chose it: the largest weight is multiple 127.
+        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+        let mut multiples = Vec::with_capacity(model.hashed.len());
+        for &weight in &model.hashed {
+            let multiple = (weight / scale).round();
+            if !(-127.0..=127.0).contains(&multiple) {
+                return None;
+            }
+            let multiple = multiple as i8;
+            if (f32::from(multiple) * scale).to_bits() != weight.to_bits()
+                && !(multiple == 0 && weight == 0.0)
+            {
+                return None;
+            }
+            multiples.push(multiple);
+        }
+        Some(Quantised { multiples, scale })
+    }
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -325,6 +391,22 @@ mod tests {
             *weight = index as f32;
         }
         assert!(Palette::of(&distinct).is_none());
+    }
+
+    #[test]
+    fn quantised_weights_are_the_model_weights() {
+        let model = Model::shipped().unwrap();
+        let quantised = Quantised::of(&model).unwrap();
+        assert_eq!(quantised.multiples.len(), model.hashed.len());
+        for (multiple, weight) in quantised.multiples.iter().zip(&model.hashed) {
+            assert_eq!(f32::from(*multiple) * quantised.scale, *weight);
+        }
+        let mut trained = Model::priors_only(9);
+        for (index, weight) in trained.hashed.iter_mut().enumerate() {
+            *weight = (index as f32).sqrt();
+        }
+        assert!(Quantised::of(&trained).is_none());
+        assert!(Quantised::of(&Model::from_bytes(&trained.to_bytes()).unwrap()).is_some());
     }
 
     #[test]

@@ -34,36 +34,154 @@ impl Normalized {
 
 /// Normalises `input` for detection. Linear in the input length; never panics.
 pub fn normalize(input: &str) -> Normalized {
-    let mut out = Normalized {
-        hidden_comments: count_hidden_comments(input),
-        ..Normalized::default()
-    };
     if input.is_ascii() {
         // Most prompts are ASCII: NFKC, homoglyphs and tag characters cannot occur, so the
-        // steps below run on one byte buffer with no intermediate strings.
+        // steps below run on one byte buffer with no intermediate strings, after one pass
+        // that tells which of them have anything to do.
         let input_bytes = input.as_bytes();
-        let mut bytes =
-            if join_spaced_letters_into(input_bytes, |_| {}) == 0 && plainly_spaced(input_bytes) {
-                // Nothing to join and nothing to collapse: folding is lower-casing.
-                input_bytes.to_ascii_lowercase()
+        let scan = AsciiScan::of(input_bytes);
+        let mut out = Normalized {
+            hidden_comments: if scan.comment_bytes {
+                count_hidden_comments(input)
             } else {
-                let mut bytes = Vec::with_capacity(input.len());
-                let mut folder = AsciiFolder::default();
-                out.spaced_runs = join_spaced_letters_into(input_bytes, |segment| {
-                    folder.fold(segment, &mut bytes);
-                });
-                out.invisible = folder.invisible;
-                bytes
-            };
-        // Most texts have no digit or symbol leetspeak could rewrite.
-        if bytes.iter().any(|&b| LEET_CLASS[usize::from(b)] == LEET) {
+                0
+            },
+            ..Normalized::default()
+        };
+        if !scan.spaced_run && scan.plainly_spaced && !scan.leet {
+            // Nothing to join, collapse or read as letters: folding is lower-casing.
+            out.text = input.to_ascii_lowercase();
+            return out;
+        }
+        let mut bytes = if !scan.spaced_run && scan.plainly_spaced {
+            input_bytes.to_ascii_lowercase()
+        } else {
+            let mut bytes = Vec::with_capacity(input.len());
+            let mut folder = AsciiFolder::default();
+            out.spaced_runs = join_spaced_letters_into(input_bytes, |segment| {
+                folder.fold(segment, &mut bytes);
+            });
+            out.invisible = folder.invisible;
+            bytes
+        };
+        // Joining and folding only remove separators, spaces and control bytes, so the leet
+        // bytes seen in the input are those of the folded text.
+        if scan.leet {
             out.leet = read_leetspeak(&mut bytes);
         }
         out.text = String::from_utf8(bytes)
             .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
         return out;
     }
+    let out = Normalized {
+        hidden_comments: count_hidden_comments(input),
+        ..Normalized::default()
+    };
     normalize_general(input, out)
+}
+
+/// [`SCAN_CLASS`] bits: the two-bit [`spaced_run_possible`] code, then the flags.
+const JOIN_CODE: u8 = 3;
+const SPACE: u8 = 4;
+const CONTROL: u8 = 8;
+const LEET_BYTE: u8 = 16;
+const COMMENT_START: u8 = 32;
+
+/// Per byte: its [`JOIN_CODE`] (0 other non-word byte, 1 ASCII alphanumeric, 2 one of the
+/// separators of a spaced-out run, 3 non-ASCII, a word byte), and whether it is a space or
+/// newline, a control byte [`plainly_spaced`] rejects, a leetspeak byte, or the first byte of
+/// a hidden comment.
+const SCAN_CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        let mut class = if b.is_ascii_alphanumeric() {
+            1
+        } else if matches!(
+            b,
+            b' ' | b'.' | b'-' | b'_' | b'*' | b'|' | b'/' | b'+' | b','
+        ) {
+            2
+        } else if b >= 0x80 {
+            3
+        } else {
+            0
+        };
+        if b == b' ' || b == b'\n' {
+            class |= SPACE;
+        }
+        if (b < 0x20 && b != b'\n') || b == 0x7f {
+            class |= CONTROL;
+        }
+        if LEET_CLASS[byte] == LEET {
+            class |= LEET_BYTE;
+        }
+        if b == b'<' || b == b'[' {
+            class |= COMMENT_START;
+        }
+        table[byte] = class;
+        byte += 1;
+    }
+    table
+};
+
+/// The last nine [`JOIN_CODE`]s (newest in the low bits) of a run of four single letters
+/// with one separator between each: a non-word byte (or the text's start), letter, separator,
+/// letter, separator, letter, separator, letter, then a non-word byte (or the end). Codes 0
+/// and 2 are the non-word ones, so only their low bit is compared at either end.
+const RUN_WINDOW_MASK: u32 = 0b01_11_11_11_11_11_11_11_01;
+const RUN_WINDOW: u32 = 0b00_01_10_01_10_01_10_01_00;
+
+/// What one pass over an ASCII text tells [`normalize`].
+struct AsciiScan {
+    /// [`join_spaced_letters_into`] would join a run (see [`spaced_run_possible`]).
+    spaced_run: bool,
+    /// [`plainly_spaced`].
+    plainly_spaced: bool,
+    /// A leetspeak byte occurs.
+    leet: bool,
+    /// A `<` or `[` occurs (a hidden comment could).
+    comment_bytes: bool,
+}
+
+impl AsciiScan {
+    fn of(bytes: &[u8]) -> AsciiScan {
+        let space = |b: u8| b == b' ' || b == b'\n';
+        let mut bad =
+            bytes.first().is_some_and(|&b| space(b)) || bytes.last().is_some_and(|&b| space(b));
+        let (mut history, mut run, mut any) = (0u32, false, 0u8);
+        let mut previous_space = false;
+        for &byte in bytes {
+            let class = SCAN_CLASS[usize::from(byte)];
+            history = history << 2 | u32::from(class & JOIN_CODE);
+            run |= history & RUN_WINDOW_MASK == RUN_WINDOW;
+            let is_space = class & SPACE != 0;
+            bad |= previous_space & is_space;
+            previous_space = is_space;
+            any |= class;
+        }
+        // The end of the text is a non-word byte.
+        run |= (history << 2) & RUN_WINDOW_MASK == RUN_WINDOW;
+        AsciiScan {
+            spaced_run: run,
+            plainly_spaced: !bad && any & CONTROL == 0,
+            leet: any & LEET_BYTE != 0,
+            comment_bytes: any & COMMENT_START != 0,
+        }
+    }
+}
+
+/// Whether [`join_spaced_letters_into`] joins any run in `bytes`: some window of nine bytes
+/// reads as [`RUN_WINDOW`] (the text is taken to have a non-word byte before and after it).
+fn spaced_run_possible(bytes: &[u8]) -> bool {
+    let mut history = 0u32;
+    let mut run = false;
+    for &byte in bytes {
+        history = history << 2 | u32::from(SCAN_CLASS[usize::from(byte)] & JOIN_CODE);
+        run |= history & RUN_WINDOW_MASK == RUN_WINDOW;
+    }
+    run | ((history << 2) & RUN_WINDOW_MASK == RUN_WINDOW)
 }
 
 /// The general path of [`normalize`] (any text; ASCII text takes the equivalent fast path).
@@ -77,11 +195,17 @@ fn normalize_general(input: &str, mut out: Normalized) -> Normalized {
         };
     // Spaced-out letters are joined before whitespace collapses, so the wider gap between
     // spaced words ("i g n o r e  a l l") still separates them.
-    let (joined, runs) = join_spaced_letters(composed.as_bytes());
-    out.spaced_runs = runs;
-    // Only ASCII separator bytes were removed, so the bytes are still UTF-8.
-    let joined = String::from_utf8(joined)
-        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
+    let joined: Cow<'_, str> = if spaced_run_possible(composed.as_bytes()) {
+        let (joined, runs) = join_spaced_letters(composed.as_bytes());
+        out.spaced_runs = runs;
+        // Only ASCII separator bytes were removed, so the bytes are still UTF-8.
+        Cow::Owned(
+            String::from_utf8(joined)
+                .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
+        )
+    } else {
+        composed
+    };
     let folded = fold_chars(&joined, &mut out);
     let mut bytes = folded.into_bytes();
     if bytes.iter().any(|&b| LEET_CLASS[usize::from(b)] == LEET) {
@@ -123,7 +247,9 @@ fn count_hidden_comments(input: &str) -> usize {
 
 /// Whether ASCII `bytes` are already folded as far as whitespace and control bytes go: only
 /// printable bytes and single spaces or newlines between them (no tab, carriage return or
-/// other control byte, no run of whitespace, none at either end).
+/// other control byte, no run of whitespace, none at either end). [`AsciiScan`] computes it
+/// along with the other checks; this is the reference its test compares with.
+#[cfg(test)]
 fn plainly_spaced(bytes: &[u8]) -> bool {
     let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) else {
         return true;
@@ -467,6 +593,32 @@ mod tests {
                 },
             );
             proptest::prop_assert_eq!(fast, general);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn ascii_scan_equals_the_separate_checks(
+            text in "[ -~\t\n\r\x00-\x1f\x7f]{0,80}|([a-zA-Z0-9@$<\\[] ?[ .,_*|/+-]?){0,30}|(.?[a-z] ?[ .,_*|/+-]?){0,20}"
+        ) {
+            let bytes = text.as_bytes();
+            let runs = join_spaced_letters_into(bytes, |_| {});
+            proptest::prop_assert_eq!(spaced_run_possible(bytes), runs > 0);
+            if text.is_ascii() {
+                let scan = AsciiScan::of(bytes);
+                proptest::prop_assert_eq!(scan.spaced_run, runs > 0);
+                proptest::prop_assert_eq!(scan.plainly_spaced, plainly_spaced(bytes));
+                proptest::prop_assert_eq!(
+                    scan.leet,
+                    bytes.iter().any(|&b| LEET_CLASS[usize::from(b)] == LEET)
+                );
+                proptest::prop_assert_eq!(
+                    scan.comment_bytes,
+                    bytes.contains(&b'<') || bytes.contains(&b'[')
+                );
+            }
         }
     }
 

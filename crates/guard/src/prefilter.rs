@@ -60,6 +60,70 @@ struct RuleFilter {
     always_rotated: Vec<(usize, Start)>,
     /// One compiled regex per rule.
     regexes: Vec<Regex>,
+    /// The role-header rule and the cheap check of where it can start.
+    line_gate: Option<(usize, LineGate)>,
+}
+
+/// The rule [`LineGate::ROLE_HEADER`] describes, and the start of its pattern the gate was
+/// derived from (a test checks the pattern still starts so).
+const ROLE_HEADER_RULE: &str = "fake_role:role_header";
+const ROLE_HEADER_HEAD: &str = r"(?m)^\s*(?:#{1,4} ?|\[|<|\*\*|-{2,} ?|={2,} ?)?(?:system|developer|admin|administrator|root|assistant|ai)";
+
+/// Where a line-anchored rule can start, read off its pattern: from the line start, past
+/// bytes its optional lead-in can consist of (whitespace, which for `\s` includes non-ASCII
+/// spaces, so every non-ASCII byte is skipped too, and the `#`, `[`, `<`, `*`, `-`, `=` of
+/// its markers), the first other byte must begin one of its keywords. A necessary condition
+/// only: the regex still decides.
+struct LineGate {
+    /// Bytes the lead-in may consist of.
+    skip: [bool; 256],
+    /// First bytes of the keywords.
+    first: [bool; 256],
+}
+
+impl LineGate {
+    fn role_header() -> LineGate {
+        let mut skip = [false; 256];
+        let mut first = [false; 256];
+        for (byte, flag) in skip.iter_mut().enumerate() {
+            let b = byte as u8;
+            // The bytes of Unicode whitespace: continuation bytes and the lead bytes of
+            // U+0085, U+00A0, U+1680, U+2000..U+205F and U+3000.
+            *flag = b.is_ascii_whitespace()
+                || b == 0x0b
+                || (0x80..=0xbf).contains(&b)
+                || matches!(b, 0xc2 | 0xe1 | 0xe2 | 0xe3)
+                || b"#[<*-=".contains(&b);
+        }
+        for keyword in [
+            "system",
+            "developer",
+            "admin",
+            "administrator",
+            "root",
+            "assistant",
+            "ai",
+        ] {
+            first[usize::from(keyword.as_bytes()[0])] = true;
+        }
+        LineGate { skip, first }
+    }
+
+    /// Looks at most [`LineGate::REACH`] bytes ahead (a longer lead-in is left to the
+    /// regex), so the checks of all line starts stay linear.
+    fn may_start(&self, bytes: &[u8], at: usize) -> bool {
+        let ahead = bytes.get(at..).unwrap_or_default();
+        match ahead
+            .iter()
+            .take(Self::REACH)
+            .position(|&b| !self.skip[usize::from(b)])
+        {
+            Some(index) => self.first[usize::from(ahead[index])],
+            None => ahead.len() > Self::REACH,
+        }
+    }
+
+    const REACH: usize = 64;
 }
 
 /// Prefix literals every match of `pattern` starts with, or `None` when they cannot be bounded
@@ -139,7 +203,13 @@ fn rot13_bytes(bytes: &[u8]) -> Vec<u8> {
         .collect()
 }
 
+/// The most rules [`rule_hits`] keeps its per-rule state for on the stack.
+const MAX_RULES: usize = 128;
+
 fn build() -> Option<RuleFilter> {
+    if rules().len() > MAX_RULES {
+        return None;
+    }
     let mut literals: Vec<Vec<u8>> = Vec::new();
     let mut owners: Vec<Vec<Owner>> = Vec::new();
     let mut add = |literal: Vec<u8>, owner: Owner| match literals.iter().position(|l| *l == literal)
@@ -229,6 +299,10 @@ fn build() -> Option<RuleFilter> {
         .start_kind(StartKind::Anchored)
         .build(&literals)
         .ok()?;
+    let line_gate = rules()
+        .iter()
+        .position(|rule| rule.id == ROLE_HEADER_RULE && rule.pattern.starts_with(ROLE_HEADER_HEAD))
+        .map(|rule| (rule, LineGate::role_header()));
     Some(RuleFilter {
         automaton,
         owners,
@@ -236,6 +310,7 @@ fn build() -> Option<RuleFilter> {
         always_plain,
         always_rotated,
         regexes,
+        line_gate,
     })
 }
 
@@ -255,19 +330,19 @@ pub(crate) struct RuleHits {
     pub rotated_text: Option<String>,
 }
 
-/// Whether `regex` matches `text` somewhere its matches may start, per `start`.
-fn matches_from(regex: &Regex, text: &str, start: Start) -> bool {
-    let anchored_at =
-        |at: usize| regex.is_match(Input::new(text).range(at..).anchored(Anchored::Yes));
+/// Whether `regex` matches `text` somewhere its matches may start, per `start`. A
+/// line-anchored rule with a [`LineGate`] runs only at the line starts the gate lets through.
+fn matches_from(regex: &Regex, text: &str, start: Start, gate: Option<&LineGate>) -> bool {
+    let bytes = text.as_bytes();
+    let anchored_at = |at: usize| {
+        gate.is_none_or(|gate| gate.may_start(bytes, at))
+            && regex.is_match(Input::new(text).range(at..).anchored(Anchored::Yes))
+    };
     match start {
         Start::Anywhere => regex.is_match(text),
         Start::Text => anchored_at(0),
         Start::Line => {
-            anchored_at(0)
-                || text
-                    .bytes()
-                    .enumerate()
-                    .any(|(at, byte)| byte == b'\n' && anchored_at(at + 1))
+            anchored_at(0) || text.match_indices('\n').any(|(at, _)| anchored_at(at + 1))
         }
     }
 }
@@ -282,20 +357,28 @@ pub(crate) fn rule_hits(text: &str, with_rot13: bool) -> RuleHits {
     let count = filter.regexes.len();
     let bytes = text.as_bytes();
     // Per rule and layer (0 plain, 1 rotated): fired, and the last start already tried (a
-    // rule with several literals at one offset runs once there).
-    let mut fired = vec![[false; 2]; count];
-    let mut tried = vec![[usize::MAX; 2]; count];
+    // rule with several literals at one offset runs once there). On the stack: `build`
+    // refuses more than `MAX_RULES` rules.
+    let mut fired = [[false; 2]; MAX_RULES];
+    let mut tried = [[usize::MAX; 2]; MAX_RULES];
     // Anchored runs per rule and layer; [`DECIDED`] once an unanchored run settled the rule.
-    let mut runs = vec![[0u8; 2]; count];
+    let mut runs = [[0u8; 2]; MAX_RULES];
     // The rot13 copy, made the first time a rotated candidate survives the cheap checks.
     let mut rotated: Option<String> = None;
-    for (rule, start) in &filter.always_plain {
-        fired[*rule][0] = matches_from(&filter.regexes[*rule], text, *start);
+    let gate = |rule: usize| {
+        filter
+            .line_gate
+            .as_ref()
+            .filter(|(r, _)| *r == rule)
+            .map(|(_, g)| g)
+    };
+    for &(rule, start) in &filter.always_plain {
+        fired[rule][0] = matches_from(&filter.regexes[rule], text, start, gate(rule));
     }
     if with_rot13 {
-        for (rule, start) in &filter.always_rotated {
+        for &(rule, start) in &filter.always_rotated {
             let haystack = rotated.get_or_insert_with(|| rot13(text));
-            fired[*rule][1] = matches_from(&filter.regexes[*rule], haystack, *start);
+            fired[rule][1] = matches_from(&filter.regexes[rule], haystack, start, gate(rule));
         }
     }
     let automaton = &filter.automaton;
@@ -369,8 +452,15 @@ pub(crate) fn rule_hits(text: &str, with_rot13: bool) -> RuleHits {
             }
         }
     }
-    let layer =
-        |layer: usize| -> Vec<usize> { (0..count).filter(|&rule| fired[rule][layer]).collect() };
+    let layer = |layer: usize| -> Vec<usize> {
+        let mut rules = Vec::new();
+        for (rule, fired) in fired[..count].iter().enumerate() {
+            if fired[layer] {
+                rules.push(rule);
+            }
+        }
+        rules
+    };
     let mut hits = RuleHits {
         plain: layer(0),
         ..RuleHits::default()
@@ -458,6 +548,43 @@ mod tests {
             let text = normalize(&parts.join(" ")).text;
             let hits = rule_hits(&text, true);
             proptest::prop_assert_eq!((hits.plain, hits.rotated), reference(&text));
+        }
+    }
+
+    #[test]
+    fn the_role_header_gate_is_in_use() {
+        assert!(filter().unwrap().line_gate.is_some());
+        let gate = LineGate::role_header();
+        let text = b"hello\n ## system: x\n<!-- y\n\xc2\xa0ai:";
+        assert!(!gate.may_start(text, 0));
+        assert!(gate.may_start(text, 6));
+        assert!(!gate.may_start(text, 21));
+        assert!(gate.may_start(text, 27));
+        assert!(!gate.may_start(text, text.len()));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn the_role_header_gate_never_changes_a_result(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    4 => proptest::sample::select(&[
+                        "system", "admin", "ai", "root", "assistant", "developer", " ", "\n",
+                        ":", "--", "==", "##", "[", "]", "<", ">", "**", "\u{a0}", "\u{3000}",
+                        "x", "message", "\t", "sys",
+                    ][..]).prop_map(str::to_owned),
+                    1 => proptest::prelude::any::<String>(),
+                ],
+                0..12,
+            )
+        ) {
+            let text = parts.concat();
+            let rule = rules().iter().position(|r| r.id == ROLE_HEADER_RULE).unwrap();
+            let regex = &filter().unwrap().regexes[rule];
+            let gated = matches_from(regex, &text, Start::Line, filter().unwrap().line_gate.as_ref().map(|(_, g)| g));
+            proptest::prop_assert_eq!(gated, regex.is_match(&text));
         }
     }
 
