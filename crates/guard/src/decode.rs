@@ -107,8 +107,15 @@ const RUN_CLASS: [u8; 256] = {
 /// previous checkpoint would have been found from it): linear, and about one lookup per
 /// `min` bytes on text where the class is broken up (words, spaces).
 fn has_run(bytes: &[u8], bit: u8, min: usize) -> bool {
-    let in_class = |at: usize| RUN_CLASS[usize::from(bytes[at])] & bit != 0;
-    let mut checkpoint = min.saturating_sub(1);
+    has_run_of(bytes, min, |b| RUN_CLASS[usize::from(b)] & bit != 0)
+}
+
+/// Whether `min` (at least 1) consecutive bytes satisfy `in_class`, checked as [`has_run`]
+/// describes.
+pub(crate) fn has_run_of(bytes: &[u8], min: usize, in_class: impl Fn(u8) -> bool) -> bool {
+    let min = min.max(1);
+    let in_class = |at: usize| in_class(bytes[at]);
+    let mut checkpoint = min - 1;
     while checkpoint < bytes.len() {
         if in_class(checkpoint) {
             let lowest = checkpoint.saturating_sub(min - 1);

@@ -246,7 +246,11 @@ fn meta_discussion() -> Option<&'static regex::Regex> {
 /// substring checks only look where a backtick or a colon is.
 fn looks_like_document(text: &str) -> bool {
     let bytes = text.as_bytes();
-    let pipes = bytes.iter().filter(|&&b| b == b'|').count();
+    // Byte-wide counters over blocks of 255 bytes, which the compiler vectorises.
+    let pipes: usize = bytes
+        .chunks(255)
+        .map(|block| usize::from(block.iter().fold(0u8, |n, &b| n + u8::from(b == b'|'))))
+        .sum();
     if pipes >= 8 {
         return true;
     }

@@ -157,15 +157,15 @@ impl PiiDetector {
         if stats.digits > 0 {
             self.digits(text, p, &stats, &mut candidates);
         }
-        if stats.digits > 0 {
+        if stats.digits > 0 && (!gated || address_shape(bytes)) {
             for m in p.address.find_iter(text) {
                 candidates.push((PiiType::Address, m.start(), m.end(), 0.6));
             }
         }
-        // `is_match` first: most texts have no cue, and captures cost an allocation per call.
-        for caps in p
-            .person
-            .is_match(text)
+        // The cue gate, then `is_match`: most texts have no cue, and captures cost an
+        // allocation per call.
+        let person = (!gated || person_cue_possible(bytes)) && p.person.is_match(text);
+        for caps in person
             .then(|| p.person.captures_iter(text))
             .into_iter()
             .flatten()
@@ -396,6 +396,116 @@ impl ByteStats {
         }
         stats
     }
+}
+
+/// A necessary condition for the address pattern: a digit, an optional ASCII letter, a space
+/// and an upper-case letter in a row, or `Box`. Non-ASCII bytes count as digits and
+/// upper-case letters (`\d` and `\p{Lu}` are Unicode classes).
+fn address_shape(bytes: &[u8]) -> bool {
+    let digit = |b: u8| b.is_ascii_digit() || b >= 0x80;
+    let upper = |b: u8| b.is_ascii_uppercase() || b >= 0x80;
+    let at = |i: usize| bytes.get(i).copied().unwrap_or(0);
+    bytes.iter().enumerate().any(|(i, &b)| {
+        (b == b' ' && i > 0 && digit(at(i - 1)) && upper(at(i + 1)))
+            || (b == b' '
+                && i > 1
+                && at(i - 1).is_ascii_alphabetic()
+                && digit(at(i - 2))
+                && upper(at(i + 1)))
+            || (b == b'B' && at(i + 1) == b'o' && at(i + 2) == b'x')
+    })
+}
+
+/// The cues of the person pattern, as literals (each case variant it allows); an optional
+/// `.`, `,` or `:` may follow any of them. [`person_cue_possible`] holds them by last byte; a
+/// test checks the two lists agree.
+#[cfg(test)]
+const PERSON_CUES: &[&str] = &[
+    "My name is",
+    "my name is",
+    "Name is",
+    "name is",
+    "Name:",
+    "name:",
+    "Dear",
+    "dear",
+    "Mr",
+    "Mrs",
+    "Ms",
+    "Miss",
+    "Dr",
+    "Prof",
+    "Signed",
+    "signed",
+    "Regards",
+    "regards",
+    "Sincerely",
+    "sincerely",
+    "Patient",
+    "patient",
+    "Contact person",
+    "contact person",
+    "I am",
+    "I'm",
+    "Call me",
+    "call me",
+];
+
+/// A necessary condition for the person pattern on ASCII text (other text always passes): an
+/// upper-case letter after whitespace, where the text before the whitespace ends with a cue
+/// (then optionally `.`, `,` or `:`) that starts at a word boundary. Candidates are the
+/// capitals after a space, so the cue comparison runs about once a sentence.
+fn person_cue_possible(bytes: &[u8]) -> bool {
+    if !bytes.is_ascii() {
+        return true;
+    }
+    // `\s` on ASCII.
+    let space = |b: u8| matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ');
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    // Only the cues ending in the byte before `end` are compared.
+    let cue_ends_at = |end: usize| {
+        let Some(&last) = end.checked_sub(1).and_then(|i| bytes.get(i)) else {
+            return false;
+        };
+        let cues: &[&str] = match last {
+            b's' => &[
+                "My name is",
+                "my name is",
+                "Name is",
+                "name is",
+                "Mrs",
+                "Ms",
+                "Miss",
+                "Regards",
+                "regards",
+            ],
+            b':' => &["Name:", "name:"],
+            b'r' => &["Dear", "dear", "Mr", "Dr"],
+            b'f' => &["Prof"],
+            b'd' => &["Signed", "signed"],
+            b'y' => &["Sincerely", "sincerely"],
+            b't' => &["Patient", "patient"],
+            b'n' => &["Contact person", "contact person"],
+            b'm' => &["I am", "I'm"],
+            b'e' => &["Call me", "call me"],
+            _ => &[],
+        };
+        cues.iter().any(|cue| {
+            bytes[..end].ends_with(cue.as_bytes())
+                && (end == cue.len() || !word(bytes[end - cue.len() - 1]))
+        })
+    };
+    bytes.iter().enumerate().skip(1).any(|(at, &b)| {
+        if !(b.is_ascii_uppercase() && space(bytes[at - 1])) {
+            return false;
+        }
+        let mut end = at - 1;
+        while end > 0 && space(bytes[end - 1]) {
+            end -= 1;
+        }
+        cue_ends_at(end)
+            || (end > 0 && matches!(bytes[end - 1], b'.' | b',' | b':') && cue_ends_at(end - 1))
+    })
 }
 
 /// The email pattern: a local part of 1 to 64 letters, numbers and `._%+-` starting with a
@@ -1032,6 +1142,9 @@ mod tests {
                         "192.168.1.7", "2001:db8::1", "::", "+1 415 555 0199", "(373) 435-7716",
                         "born on 10/5/1971", "SSN 123 45 6789", "2437 Main St", "12", "7", ".",
                         ":", "-", " ", "DE", "89", "１２３", "٣", "version", "order",
+                        "My name is", "Dear", "Mrs.", "Mr", "Dr.", "Regards,", "I'm", "call me",
+                        "Patient:", "name:", "xMr", "\t", "\n", "Ann", "Jo-Ellen", "É", "Box",
+                        "PO Box 12", "12B Elm Road", "4 Élan Way", "5a",
                     ][..]).prop_map(str::to_owned),
                     1 => proptest::prelude::any::<String>(),
                 ],
@@ -1047,6 +1160,55 @@ mod tests {
                 ByteStats::of(text.as_bytes()),
                 ByteStats::reference(text.as_bytes())
             );
+        }
+    }
+
+    #[test]
+    fn every_person_cue_passes_the_gate() {
+        for cue in PERSON_CUES {
+            for text in [
+                format!("{cue} Ann"),
+                format!("x {cue}.  Ann"),
+                format!("{cue}:\tAnn"),
+            ] {
+                assert!(person_cue_possible(text.as_bytes()), "{text:?}");
+            }
+            // A cue glued to a word is no cue.
+            if !cue.contains(' ') {
+                assert!(
+                    !person_cue_possible(format!("x{cue} Ann").as_bytes()),
+                    "{cue}"
+                );
+            }
+        }
+        assert!(!person_cue_possible(b"Please call Ann at noon. Thanks Bob"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn person_and_address_gates_pass_every_match(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    4 => proptest::sample::select(PERSON_CUES).prop_map(str::to_owned),
+                    4 => proptest::sample::select(&[
+                        " ", "  ", "\t", "\n", ".", ",", ":", "Ann", "Jo-Ellen", "É", "x", "_",
+                        "12", "B", "Box", "Elm", "Road", "St", "PO", "P.O.", "\u{a0}",
+                    ][..]).prop_map(str::to_owned),
+                    1 => proptest::prelude::any::<String>(),
+                ],
+                0..12,
+            )
+        ) {
+            let text = parts.concat();
+            let p = patterns().unwrap();
+            if p.person.is_match(&text) {
+                proptest::prop_assert!(person_cue_possible(text.as_bytes()));
+            }
+            if p.address.is_match(&text) {
+                proptest::prop_assert!(address_shape(text.as_bytes()));
+            }
         }
     }
 

@@ -264,22 +264,48 @@ fn candidate_patterns(patterns: &[SecretPattern], text: &str) -> u64 {
     wanted
 }
 
-/// A cheap first gate for the whole table: every pattern needs either a `:` or `=` (key-value
-/// and URL forms) or a run of at least ten `[A-Za-z0-9_-]` bytes (the token forms: the
-/// shortest, a JWT head `eyJ` plus eight, and a `-----BEGIN` key header, are ten long).
+/// A cheap first gate for the whole table. The token forms need a run of at least ten
+/// `[A-Za-z0-9_-]` bytes (the shortest, a JWT head `eyJ` plus eight, and a `-----BEGIN` key
+/// header, are ten long). The rest need a `:` or `=` with a value after it: the URL forms
+/// (`scheme://user:password@`, the Slack webhook) contain `://`; `password=`/`pwd=` take
+/// at least four bytes right after the `=`; every other key-value form (AWS, Azure, GCP
+/// service account, the generic `key: value`) takes, after optional spaces and quotes (and
+/// `>`, `=` or `:` of `=>` and `:=`), at least twelve value bytes. Value bytes are counted as
+/// anything but ASCII whitespace, quotes and `;` (a superset of every value class), and a
+/// non-ASCII byte among the skipped ones lets the text through (`\s` is Unicode).
 fn could_hold_a_secret(bytes: &[u8]) -> bool {
-    if bytes.contains(&b':') || bytes.contains(&b'=') {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    if crate::decode::has_run_of(bytes, 10, token) {
         return true;
     }
-    let mut run = 0usize;
-    for &byte in bytes {
-        let token = byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-';
-        run = if token { run + 1 } else { 0 };
-        if run >= 10 {
+    if !(bytes.contains(&b':') || bytes.contains(&b'=')) {
+        return false;
+    }
+    let space = |b: u8| matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ');
+    let value = |b: u8| !(space(b) || matches!(b, b'\'' | b'"' | b';'));
+    let value_run = |from: usize| bytes[from..].iter().take_while(|&&b| value(b)).count();
+    bytes.iter().enumerate().any(|(at, &b)| {
+        if b != b':' && b != b'=' {
+            return false;
+        }
+        if b == b':' && bytes[at + 1..].starts_with(b"//") {
             return true;
         }
-    }
-    false
+        if value_run(at + 1) >= 4 {
+            return true;
+        }
+        let mut next = at + 1;
+        while let Some(&skipped) = bytes.get(next) {
+            if skipped >= 0x80 {
+                return true;
+            }
+            if !(space(skipped) || matches!(skipped, b'\'' | b'"' | b'>' | b'=' | b':')) {
+                break;
+            }
+            next += 1;
+        }
+        value_run(next) >= 12
+    })
 }
 
 /// Detects secrets in text.
@@ -448,6 +474,8 @@ mod tests {
                         "ſecret", "\u{212A}ey", "postgres://", "u:p4ss@h", "=", ":", " ", "\"",
                         "a1B2c3D4e5F6g7H8i9J0", "-----BEGIN RSA PRIVATE KEY-----", "AIza",
                         "\"type\": \"service_account\"", "https://hooks.slack.com/services/T0/B0/x",
+                        "pwd=::::", "password=é;", "api_key => ", "secret := ", "\u{a0}", "'",
+                        "abcdefghijklmn", "redis://u:=@h", ";", ">",
                     ][..]).prop_map(str::to_owned),
                     1 => proptest::prelude::any::<String>(),
                 ],
