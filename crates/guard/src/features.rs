@@ -346,6 +346,9 @@ pub(crate) fn signed_weight_sum(text: &str, bits: u32, weights: &[i8]) -> (i64, 
     }
 }
 
+/// The feature sign as a mask: 0 for bit 20 of the mixed hash clear, all ones for it set.
+const SIGN_MASKS: [i64; 2] = [0, -1];
+
 #[inline(always)]
 fn signed_sum_by(text: &str, bits: u32, weight: impl Fn(usize) -> i8) -> (i64, usize) {
     let bytes = text.as_bytes();
@@ -355,42 +358,43 @@ fn signed_sum_by(text: &str, bits: u32, weight: impl Fn(usize) -> i8) -> (i64, u
     let split = |hash: u64| -> (i64, i64) {
         let mixed = hash.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let value = i64::from(weight((mixed >> shift) as usize));
-        // All ones when bit 20 (the sign bit of the feature) is set.
-        let negative = ((mixed << 43) as i64) >> 63;
+        // All ones when bit 20 (the sign bit of the feature) is set, from a table: the
+        // compiler turns `(mixed << 43) >> 63` into one more multiplication of the hash, and
+        // the multiplier is what bounds this loop.
+        let negative = SIGN_MASKS[((mixed >> 20) & 1) as usize];
         (value, value & negative)
     };
     let first = &FNV_FIRST;
     let len = bytes.len();
-    let (mut all3, mut all4, mut all5) = (0i64, 0i64, 0i64);
-    let (mut neg3, mut neg4, mut neg5) = (0i64, 0i64, 0i64);
-    let add = |all: &mut i64, negative: &mut i64, hash: u64| {
+    // Two accumulators (more would spill to the stack): integer sums in any order agree.
+    let (mut all, mut negative) = (0i64, 0i64);
+    let mut add = |hash: u64| {
         let (value, masked) = split(hash);
-        *all += value;
-        *negative += masked;
+        all += value;
+        negative += masked;
     };
     for window in bytes.windows(5) {
         let h3 = fnv_step(
             fnv_step(first[usize::from(window[0])], window[1]),
             window[2],
         );
-        add(&mut all3, &mut neg3, h3);
+        add(h3);
         let h4 = fnv_step(h3, window[3]);
-        add(&mut all4, &mut neg4, h4);
-        add(&mut all5, &mut neg5, fnv_step(h4, window[4]));
+        add(h4);
+        add(fnv_step(h4, window[4]));
     }
     for start in len.saturating_sub(4)..len {
         let tail = &bytes[start..];
         if tail.len() >= 3 {
             let h3 = fnv_step(fnv_step(first[usize::from(tail[0])], tail[1]), tail[2]);
-            add(&mut all3, &mut neg3, h3);
+            add(h3);
             if tail.len() >= 4 {
-                add(&mut all4, &mut neg4, fnv_step(h3, tail[3]));
+                add(fnv_step(h3, tail[3]));
             }
         }
     }
     let grams = |n: usize| len.saturating_sub(n - 1);
     let mut count = grams(3) + grams(4) + grams(5);
-    let (mut all_words, mut neg_words) = (0i64, 0i64);
     let mut previous: Option<u64> = None;
     let mut index = 0;
     while index < len {
@@ -403,20 +407,14 @@ fn signed_sum_by(text: &str, bits: u32, weight: impl Fn(usize) -> i8) -> (i64, u
             hash = fnv_step(hash, bytes[index]);
             index += 1;
         }
-        add(&mut all_words, &mut neg_words, hash ^ 0x5555);
+        add(hash ^ 0x5555);
         count += 1;
         if let Some(before) = previous {
-            add(
-                &mut all_words,
-                &mut neg_words,
-                before.rotate_left(17) ^ hash ^ 0xaaaa_0000,
-            );
+            add(before.rotate_left(17) ^ hash ^ 0xaaaa_0000);
             count += 1;
         }
         previous = Some(hash);
     }
-    let all = all3 + all4 + all5 + all_words;
-    let negative = neg3 + neg4 + neg5 + neg_words;
     (all - 2 * negative, count)
 }
 

@@ -49,10 +49,10 @@ struct RuleFilter {
     automaton: DFA,
     /// For each automaton pattern, the rules (plain or rot13 image) it is a prefix of.
     owners: Vec<Vec<Owner>>,
-    /// Per byte: [`WORD`] for ASCII word bytes, [`WALK_AT_WORD_START`] when a literal starts
-    /// with it, [`WALK_ANYWHERE`] when a literal starting with it may occur other than at a
-    /// word start (a rule not starting with `\b`, or a literal starting with a non-word byte).
-    walks: [u8; 256],
+    /// Per previous byte class and byte: entry `256 * previous_word + byte` holds [`WORD`]
+    /// when `byte` is an ASCII word byte and [`WALK`] when a walk starts at it (see
+    /// [`steps`]).
+    steps: [u8; 512],
     /// Rules with no finite prefix set, with where their matches start: always run on the
     /// plain text (anchored at each line start when they are line-anchored).
     always_plain: Vec<(usize, Start)>,
@@ -174,10 +174,12 @@ const MAX_ANCHORED_RUNS: u8 = 4;
 /// The rule's layer is settled (see [`MAX_ANCHORED_RUNS`]).
 const DECIDED: u8 = u8::MAX;
 
-/// [`RuleFilter::walks`] flags.
+/// Per-byte flags for [`steps`].
 const WORD: u8 = 1;
 const WALK_AT_WORD_START: u8 = 2;
 const WALK_ANYWHERE: u8 = 4;
+/// [`RuleFilter::steps`]: a walk starts here.
+const WALK: u8 = 2;
 
 /// An ASCII word byte, as `(?-u:\b)` sees it.
 fn is_ascii_word(byte: u8) -> bool {
@@ -306,12 +308,31 @@ fn build() -> Option<RuleFilter> {
     Some(RuleFilter {
         automaton,
         owners,
-        walks,
+        steps: steps(&walks),
         always_plain,
         always_rotated,
         regexes,
         line_gate,
     })
+}
+
+/// [`RuleFilter::steps`] from per-byte flags: [`WORD`] for ASCII word bytes,
+/// [`WALK_AT_WORD_START`] when a literal starts with the byte, [`WALK_ANYWHERE`] when a literal
+/// starting with it may occur other than at a word start (a rule not starting with `\b`, or a
+/// literal starting with a non-word byte).
+fn steps(walks: &[u8; 256]) -> [u8; 512] {
+    let mut steps = [0u8; 512];
+    for (index, step) in steps.iter_mut().enumerate() {
+        let (previous_word, flags) = (index >= 256, walks[index % 256]);
+        let word = flags & WORD != 0;
+        let walk = if word && !previous_word {
+            flags & WALK_AT_WORD_START != 0
+        } else {
+            flags & WALK_ANYWHERE != 0
+        };
+        *step = if word { WORD } else { 0 } | if walk { WALK } else { 0 };
+    }
+    steps
 }
 
 fn filter() -> Option<&'static RuleFilter> {
@@ -385,17 +406,12 @@ pub(crate) fn rule_hits(text: &str, with_rot13: bool) -> RuleHits {
     let Ok(start_state) = automaton.start_state(aho_corasick::Anchored::Yes) else {
         return RuleHits::default();
     };
-    let mut previous_word = false;
+    // 256 once the previous byte was a word byte.
+    let mut previous_word = 0usize;
     for (at, &byte) in bytes.iter().enumerate() {
-        let flags = filter.walks[usize::from(byte)];
-        let word = flags & WORD != 0;
-        let walk = if word && !previous_word {
-            flags & WALK_AT_WORD_START != 0
-        } else {
-            flags & WALK_ANYWHERE != 0
-        };
-        previous_word = word;
-        if !walk {
+        let step = filter.steps[previous_word | usize::from(byte)];
+        previous_word = usize::from(step & WORD) << 8;
+        if step & WALK == 0 {
             continue;
         }
         // Walk the anchored automaton from `at`: every literal starting here is reported as
