@@ -266,7 +266,9 @@ fn candidate_patterns(patterns: &[SecretPattern], text: &str) -> u64 {
 
 /// A cheap first gate for the whole table. The token forms need a run of at least ten
 /// `[A-Za-z0-9_-]` bytes (the shortest, a JWT head `eyJ` plus eight, and a `-----BEGIN` key
-/// header, are ten long). The rest need a `:` or `=` with a value after it: the URL forms
+/// header, are ten long) holding a byte other than a lower-case letter (each form has a
+/// capital, digit, `_` or `-` in a fixed part: `AKIA`, `AIza`, `sk-`, `gh?_`, `xox?-`,
+/// `_live_`, `eyJ`, `-----BEGIN`), which long English words do not. The rest need a `:` or `=` with a value after it: the URL forms
 /// (`scheme://user:password@`, the Slack webhook) contain `://`; `password=`/`pwd=` take
 /// at least four bytes right after the `=`; every other key-value form (AWS, Azure, GCP
 /// service account, the generic `key: value`) takes, after optional spaces and quotes (and
@@ -274,8 +276,7 @@ fn candidate_patterns(patterns: &[SecretPattern], text: &str) -> u64 {
 /// anything but ASCII whitespace, quotes and `;` (a superset of every value class), and a
 /// non-ASCII byte among the skipped ones lets the text through (`\s` is Unicode).
 fn could_hold_a_secret(bytes: &[u8]) -> bool {
-    let token = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
-    if crate::decode::has_run_of(bytes, 10, token) {
+    if marked_token_run(bytes) {
         return true;
     }
     if !(bytes.contains(&b':') || bytes.contains(&b'=')) {
@@ -306,6 +307,37 @@ fn could_hold_a_secret(bytes: &[u8]) -> bool {
         }
         value_run(next) >= 12
     })
+}
+
+/// Whether `bytes` hold a maximal run of at least ten `[A-Za-z0-9_-]` bytes with a byte other
+/// than `[a-z]` in it. Runs are found from checkpoints ten bytes apart (every such run covers
+/// one) and each byte is looked at a bounded number of times.
+fn marked_token_run(bytes: &[u8]) -> bool {
+    const MIN: usize = 10;
+    let token = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    // Bytes before this offset belong to runs already measured.
+    let mut measured = 0;
+    let mut checkpoint = MIN - 1;
+    while checkpoint < bytes.len() {
+        if !token(bytes[checkpoint]) {
+            checkpoint += MIN;
+            continue;
+        }
+        let mut start = checkpoint;
+        while start > measured && token(bytes[start - 1]) {
+            start -= 1;
+        }
+        let mut end = checkpoint + 1;
+        while end < bytes.len() && token(bytes[end]) {
+            end += 1;
+        }
+        if end - start >= MIN && !bytes[start..end].iter().all(u8::is_ascii_lowercase) {
+            return true;
+        }
+        measured = end;
+        checkpoint = (end + MIN - 1).max(checkpoint + MIN);
+    }
+    false
 }
 
 /// Detects secrets in text.
@@ -475,7 +507,7 @@ mod tests {
                         "a1B2c3D4e5F6g7H8i9J0", "-----BEGIN RSA PRIVATE KEY-----", "AIza",
                         "\"type\": \"service_account\"", "https://hooks.slack.com/services/T0/B0/x",
                         "pwd=::::", "password=é;", "api_key => ", "secret := ", "\u{a0}", "'",
-                        "abcdefghijklmn", "redis://u:=@h", ";", ">",
+                        "abcdefghijklmn", "redis://u:=@h", ";", ">", "instructions", "Abcdefghijk",
                     ][..]).prop_map(str::to_owned),
                     1 => proptest::prelude::any::<String>(),
                 ],
@@ -487,6 +519,20 @@ mod tests {
                 SecretDetector.detect_gated(&text, true),
                 SecretDetector.detect_gated(&text, false)
             );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn marked_token_run_equals_the_reference(text in "([a-z]{0,14}[A-Z0-9_-]?[a-z]{0,12}[ .]?){0,8}|.{0,40}") {
+            let bytes = text.as_bytes();
+            let token = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-';
+            let reference = bytes
+                .split(|b| !token(b))
+                .any(|run| run.len() >= 10 && !run.iter().all(u8::is_ascii_lowercase));
+            proptest::prop_assert_eq!(marked_token_run(bytes), reference);
         }
     }
 
