@@ -1,6 +1,8 @@
 //! Runs `Guard::scan` over the scan bench's mixed corpus (256 KiB) a given number of times
-//! (default 1): a fixed workload for instruction counts under
-//! `valgrind --tool=callgrind`. `scan_profile [PASSES] [injection|full]`.
+//! (default 1): a fixed workload for instruction counts and profiles,
+//! `scan_profile [PASSES] [full|injection|pii|secrets]` (one part alone with the last three).
+//! One warm-up pass runs first; count only the measured passes with
+//! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='scan_profile::counted'`.
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -8,6 +10,8 @@
     clippy::expect_used
 )]
 
+use promptops_guard::pii::PiiDetector;
+use promptops_guard::secrets::SecretDetector;
 use promptops_guard::{Guard, InjectionDetector};
 use std::hint::black_box;
 
@@ -70,10 +74,11 @@ fn measured(
 ) {
     for _ in 0..passes {
         for text in corpus {
-            if mode == "injection" {
-                black_box(detector.scan(black_box(text)));
-            } else {
-                black_box(guard.scan(black_box(text)));
+            match mode {
+                "injection" => drop(black_box(detector.scan(black_box(text)))),
+                "pii" => drop(black_box(PiiDetector.detect(black_box(text)))),
+                "secrets" => drop(black_box(SecretDetector.detect(black_box(text)))),
+                _ => drop(black_box(guard.scan(black_box(text)))),
             }
         }
     }

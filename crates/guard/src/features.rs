@@ -185,12 +185,17 @@ pub fn named_values(analysis: &Analysis) -> Vec<(usize, f32)> {
         values.push((base, ((distinct_rules - 1) as f32).ln_1p()));
     }
     let mut categories: Vec<Category> = Vec::new();
-    for rule in 0..rule_count {
-        if seen[rule / 64 % 4] & (1 << (rule % 64)) != 0
-            && let Some(category) = rule_category(rule)
-            && !categories.contains(&category)
-        {
-            categories.push(category);
+    // The fired rules in ascending order, from the set bits.
+    for (word, &bits) in seen.iter().enumerate() {
+        let mut bits = bits;
+        while bits != 0 {
+            let rule = word * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if let Some(category) = rule_category(rule)
+                && !categories.contains(&category)
+            {
+                categories.push(category);
+            }
         }
     }
     if categories.len() > 1 {
@@ -254,11 +259,10 @@ fn looks_like_document(text: &str) -> bool {
     if pipes >= 8 {
         return true;
     }
+    // `match_indices` finds the colons with a vectorised byte search.
     let ends_before_colon = |suffix: &[u8]| {
-        bytes
-            .iter()
-            .enumerate()
-            .any(|(at, &b)| b == b':' && bytes[..at].ends_with(suffix))
+        text.match_indices(':')
+            .any(|(at, _)| bytes[..at].ends_with(suffix))
     };
     (bytes.contains(&b'`') && text.contains("```"))
         || (bytes.contains(&b':')

@@ -145,7 +145,7 @@ impl PiiDetector {
         let mut candidates: Vec<(PiiType, usize, usize, f32)> = Vec::new();
         let bytes = text.as_bytes();
         let stats = if gated {
-            ByteStats::of(bytes)
+            ByteStats::of(text)
         } else {
             ByteStats::ungated(bytes)
         };
@@ -322,7 +322,8 @@ impl ByteStats {
     /// Counting passes the compiler vectorises, then the two rarer shapes only where they
     /// can occur: IBAN heads only with two digits and a capital, close colons from the
     /// colons' positions.
-    fn of(bytes: &[u8]) -> ByteStats {
+    fn of(text: &str) -> ByteStats {
+        let bytes = text.as_bytes();
         let (mut digits, mut dashes, mut dots) = (0usize, 0usize, 0usize);
         // Byte-wide counters over blocks of 255 bytes: sixteen lanes to a vector register.
         for block in bytes.chunks(255) {
@@ -345,13 +346,12 @@ impl ByteStats {
                     && w[3].is_ascii_digit()
             });
         let mut close_colons = false;
-        if bytes.contains(&b':') {
-            let mut last: Option<usize> = None;
-            for (at, _) in bytes.iter().enumerate().filter(|(_, b)| **b == b':') {
-                // At most four bytes between them.
-                close_colons |= last.is_some_and(|last| at - last <= 5);
-                last = Some(at);
-            }
+        let mut last: Option<usize> = None;
+        // `match_indices` finds the colons with a vectorised byte search.
+        for (at, _) in text.match_indices(':') {
+            // At most four bytes between them.
+            close_colons |= last.is_some_and(|last| at - last <= 5);
+            last = Some(at);
         }
         ByteStats {
             digits,
@@ -1157,7 +1157,7 @@ mod tests {
                 PiiDetector.detect_gated(&text, false)
             );
             proptest::prop_assert_eq!(
-                ByteStats::of(text.as_bytes()),
+                ByteStats::of(&text),
                 ByteStats::reference(text.as_bytes())
             );
         }
