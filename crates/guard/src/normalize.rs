@@ -146,30 +146,63 @@ struct AsciiScan {
 }
 
 impl AsciiScan {
+    /// Branch-free loops over whole slices, which the compiler vectorises; the exact
+    /// spaced-run check runs only when the text has five bytes in a row reading separator,
+    /// letter, separator, letter, separator (the middle of every run of four single letters).
     fn of(bytes: &[u8]) -> AsciiScan {
-        let space = |b: u8| b == b' ' || b == b'\n';
+        let space = |b: u8| u8::from(b == b' ' || b == b'\n');
         let mut bad =
-            bytes.first().is_some_and(|&b| space(b)) || bytes.last().is_some_and(|&b| space(b));
-        let (mut history, mut run, mut any) = (0u32, false, 0u8);
-        let mut previous_space = false;
-        for &byte in bytes {
-            let class = SCAN_CLASS[usize::from(byte)];
-            history = history << 2 | u32::from(class & JOIN_CODE);
-            run |= history & RUN_WINDOW_MASK == RUN_WINDOW;
-            let is_space = class & SPACE != 0;
-            bad |= previous_space & is_space;
-            previous_space = is_space;
-            any |= class;
+            bytes.first().map_or(0, |&b| space(b)) | bytes.last().map_or(0, |&b| space(b));
+        let (mut control, mut leet, mut comment) = (0u8, 0u8, 0u8);
+        for &b in bytes {
+            control |= u8::from(b < 0x20 && b != b'\n') | u8::from(b == 0x7f);
+            // `LEET_CLASS[b] == LEET` (0, 1, 3, 4, 5, 7, @, $), in arithmetic that vectorises.
+            leet |= u8::from(b.wrapping_sub(b'0') < 8 && b != b'2' && b != b'6')
+                | u8::from(b == b'@' || b == b'$');
+            comment |= u8::from(b == b'<' || b == b'[');
         }
-        // The end of the text is a non-word byte.
-        run |= (history << 2) & RUN_WINDOW_MASK == RUN_WINDOW;
+        if let (Some(head), Some(tail)) =
+            (bytes.get(..bytes.len().saturating_sub(1)), bytes.get(1..))
+        {
+            for (&a, &b) in head.iter().zip(tail) {
+                bad |= space(a) & space(b);
+            }
+        }
         AsciiScan {
-            spaced_run: run,
-            plainly_spaced: !bad && any & CONTROL == 0,
-            leet: any & LEET_BYTE != 0,
-            comment_bytes: any & COMMENT_START != 0,
+            spaced_run: letter_between_separators(bytes) && spaced_run_possible(bytes),
+            plainly_spaced: bad | control == 0,
+            leet: leet != 0,
+            comment_bytes: comment != 0,
         }
     }
+}
+
+/// A separator of spaced-out letters (see [`join_spaced_letters_into`]).
+#[inline(always)]
+fn separator(b: u8) -> u8 {
+    // `*+,-./` are 0x2A..=0x2F.
+    u8::from(b == b' ' || b.wrapping_sub(b'*') < 6 || b == b'_' || b == b'|')
+}
+
+/// Whether separator, ASCII alphanumeric, separator, ASCII alphanumeric, separator occur in a
+/// row: the middle of every run [`join_spaced_letters_into`] joins.
+fn letter_between_separators(bytes: &[u8]) -> bool {
+    let Some(len) = bytes.len().checked_sub(4) else {
+        return false;
+    };
+    let alnum = |b: u8| u8::from((b | 0x20).wrapping_sub(b'a') < 26 || b.wrapping_sub(b'0') < 10);
+    let (a, b, c, d, e) = (
+        &bytes[..len],
+        &bytes[1..len + 1],
+        &bytes[2..len + 2],
+        &bytes[3..len + 3],
+        &bytes[4..len + 4],
+    );
+    let mut found = 0u8;
+    for i in 0..len {
+        found |= separator(a[i]) & alnum(b[i]) & separator(c[i]) & alnum(d[i]) & separator(e[i]);
+    }
+    found != 0
 }
 
 /// Whether [`join_spaced_letters_into`] joins any run in `bytes`: some window of nine bytes
@@ -195,7 +228,9 @@ fn normalize_general(input: &str, mut out: Normalized) -> Normalized {
         };
     // Spaced-out letters are joined before whitespace collapses, so the wider gap between
     // spaced words ("i g n o r e  a l l") still separates them.
-    let joined: Cow<'_, str> = if spaced_run_possible(composed.as_bytes()) {
+    let joined: Cow<'_, str> = if letter_between_separators(composed.as_bytes())
+        && spaced_run_possible(composed.as_bytes())
+    {
         let (joined, runs) = join_spaced_letters(composed.as_bytes());
         out.spaced_runs = runs;
         // Only ASCII separator bytes were removed, so the bytes are still UTF-8.
@@ -413,11 +448,17 @@ fn confusable(c: char) -> Option<char> {
 /// ("2024", "h264") stay as they are.
 fn read_leetspeak(bytes: &mut [u8]) -> usize {
     let mut changed = 0;
-    let mut start = 0;
-    while start < bytes.len() {
-        if LEET_CLASS[usize::from(bytes[start])] == NOT_IN_TOKEN {
-            start += 1;
-            continue;
+    // Only tokens holding a leet byte can change: jump from one to the next.
+    let mut from = 0;
+    while let Some(offset) = bytes[from..]
+        .iter()
+        .position(|&b| LEET_CLASS[usize::from(b)] == LEET)
+    {
+        let at = from + offset;
+        // The token around it (tokens before `from` are done, and `from` is not in one).
+        let mut start = at;
+        while start > from && LEET_CLASS[usize::from(bytes[start - 1])] != NOT_IN_TOKEN {
+            start -= 1;
         }
         // One pass over the token counts its letters and leet bytes.
         let mut end = start;
@@ -441,7 +482,7 @@ fn read_leetspeak(bytes: &mut [u8]) -> usize {
                 }
             }
         }
-        start = end;
+        from = end;
     }
     changed
 }
@@ -606,6 +647,9 @@ mod tests {
             let bytes = text.as_bytes();
             let runs = join_spaced_letters_into(bytes, |_| {});
             proptest::prop_assert_eq!(spaced_run_possible(bytes), runs > 0);
+            if runs > 0 {
+                proptest::prop_assert!(letter_between_separators(bytes));
+            }
             if text.is_ascii() {
                 let scan = AsciiScan::of(bytes);
                 proptest::prop_assert_eq!(scan.spaced_run, runs > 0);
@@ -619,6 +663,53 @@ mod tests {
                     bytes.contains(&b'<') || bytes.contains(&b'[')
                 );
             }
+        }
+    }
+
+    /// [`read_leetspeak`] as first written: every token visited.
+    fn reference_leetspeak(bytes: &mut [u8]) -> usize {
+        let mut changed = 0;
+        let mut start = 0;
+        while start < bytes.len() {
+            if LEET_CLASS[usize::from(bytes[start])] == NOT_IN_TOKEN {
+                start += 1;
+                continue;
+            }
+            let mut end = start;
+            let (mut letters, mut leets) = (0, 0);
+            while let Some(&byte) = bytes.get(end) {
+                match LEET_CLASS[usize::from(byte)] {
+                    NOT_IN_TOKEN => break,
+                    LETTER => letters += 1,
+                    LEET => leets += 1,
+                    _ => {}
+                }
+                end += 1;
+            }
+            let len = end - start;
+            if letters > 0 && leets > 0 && len == letters + leets && letters * 2 >= len {
+                for byte in &mut bytes[start..end] {
+                    if let Some(mapped) = leet_letter(*byte) {
+                        *byte = mapped;
+                        changed += 1;
+                    }
+                }
+            }
+            start = end;
+        }
+        changed
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn leetspeak_equals_the_reference(text in "([a-zA-Z0-9@$]{0,8}[ .,!_-]?){0,10}|.{0,40}") {
+            let mut fast = text.clone().into_bytes();
+            let mut reference = text.into_bytes();
+            let changed = read_leetspeak(&mut fast);
+            proptest::prop_assert_eq!(changed, reference_leetspeak(&mut reference));
+            proptest::prop_assert_eq!(fast, reference);
         }
     }
 

@@ -251,7 +251,7 @@ fn candidate_patterns(patterns: &[SecretPattern], text: &str) -> u64 {
     if !text.is_ascii() && text.contains(['\u{17F}', '\u{212A}']) {
         return all;
     }
-    if !could_hold_a_secret(text.as_bytes()) {
+    if !could_hold_a_secret(text) {
         return 0;
     }
     let mut wanted = 0;
@@ -275,20 +275,16 @@ fn candidate_patterns(patterns: &[SecretPattern], text: &str) -> u64 {
 /// `>`, `=` or `:` of `=>` and `:=`), at least twelve value bytes. Value bytes are counted as
 /// anything but ASCII whitespace, quotes and `;` (a superset of every value class), and a
 /// non-ASCII byte among the skipped ones lets the text through (`\s` is Unicode).
-fn could_hold_a_secret(bytes: &[u8]) -> bool {
+fn could_hold_a_secret(text: &str) -> bool {
+    let bytes = text.as_bytes();
     if marked_token_run(bytes) {
         return true;
-    }
-    if !(bytes.contains(&b':') || bytes.contains(&b'=')) {
-        return false;
     }
     let space = |b: u8| matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ');
     let value = |b: u8| !(space(b) || matches!(b, b'\'' | b'"' | b';'));
     let value_run = |from: usize| bytes[from..].iter().take_while(|&&b| value(b)).count();
-    bytes.iter().enumerate().any(|(at, &b)| {
-        if b != b':' && b != b'=' {
-            return false;
-        }
+    let has_value = |at: usize| {
+        let b = bytes[at];
         if b == b':' && bytes[at + 1..].starts_with(b"//") {
             return true;
         }
@@ -306,7 +302,10 @@ fn could_hold_a_secret(bytes: &[u8]) -> bool {
             next += 1;
         }
         value_run(next) >= 12
-    })
+    };
+    // `match_indices` finds the bytes with a vectorised search.
+    text.match_indices(':').any(|(at, _)| has_value(at))
+        || text.match_indices('=').any(|(at, _)| has_value(at))
 }
 
 /// Whether `bytes` hold a maximal run of at least ten `[A-Za-z0-9_-]` bytes with a byte other
