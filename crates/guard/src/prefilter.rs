@@ -375,12 +375,13 @@ pub(crate) fn rule_hits(text: &str, with_rot13: bool) -> RuleHits {
     let Some(filter) = filter() else {
         return RuleHits::default();
     };
-    let count = filter.regexes.len();
     let bytes = text.as_bytes();
     // Per rule and layer (0 plain, 1 rotated): fired, and the last start already tried (a
     // rule with several literals at one offset runs once there). On the stack: `build`
     // refuses more than `MAX_RULES` rules.
     let mut fired = [[false; 2]; MAX_RULES];
+    // The same, as a bit set per layer, to list the fired rules at the end.
+    let mut fired_set = [0u128; 2];
     let mut tried = [[usize::MAX; 2]; MAX_RULES];
     // Anchored runs per rule and layer; [`DECIDED`] once an unanchored run settled the rule.
     let mut runs = [[0u8; 2]; MAX_RULES];
@@ -395,11 +396,13 @@ pub(crate) fn rule_hits(text: &str, with_rot13: bool) -> RuleHits {
     };
     for &(rule, start) in &filter.always_plain {
         fired[rule][0] = matches_from(&filter.regexes[rule], text, start, gate(rule));
+        fired_set[0] |= u128::from(fired[rule][0]) << rule;
     }
     if with_rot13 {
         for &(rule, start) in &filter.always_rotated {
             let haystack = rotated.get_or_insert_with(|| rot13(text));
             fired[rule][1] = matches_from(&filter.regexes[rule], haystack, start, gate(rule));
+            fired_set[1] |= u128::from(fired[rule][1]) << rule;
         }
     }
     let automaton = &filter.automaton;
@@ -464,16 +467,18 @@ pub(crate) fn rule_hits(text: &str, with_rot13: bool) -> RuleHits {
                         *run = DECIDED;
                         regex.is_match(Input::new(haystack).range(at..))
                     };
+                    fired_set[layer] |= u128::from(fired[owner.rule][layer]) << owner.rule;
                 }
             }
         }
     }
+    // Ascending, from the set bits.
     let layer = |layer: usize| -> Vec<usize> {
-        let mut rules = Vec::new();
-        for (rule, fired) in fired[..count].iter().enumerate() {
-            if fired[layer] {
-                rules.push(rule);
-            }
+        let mut set = fired_set[layer];
+        let mut rules = Vec::with_capacity(set.count_ones() as usize);
+        while set != 0 {
+            rules.push(set.trailing_zeros() as usize);
+            set &= set - 1;
         }
         rules
     };

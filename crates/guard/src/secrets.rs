@@ -268,44 +268,63 @@ fn candidate_patterns(patterns: &[SecretPattern], text: &str) -> u64 {
 /// `[A-Za-z0-9_-]` bytes (the shortest, a JWT head `eyJ` plus eight, and a `-----BEGIN` key
 /// header, are ten long) holding a byte other than a lower-case letter (each form has a
 /// capital, digit, `_` or `-` in a fixed part: `AKIA`, `AIza`, `sk-`, `gh?_`, `xox?-`,
-/// `_live_`, `eyJ`, `-----BEGIN`), which long English words do not. The rest need a `:` or `=` with a value after it: the URL forms
-/// (`scheme://user:password@`, the Slack webhook) contain `://`; `password=`/`pwd=` take
-/// at least four bytes right after the `=`; every other key-value form (AWS, Azure, GCP
-/// service account, the generic `key: value`) takes, after optional spaces and quotes (and
-/// `>`, `=` or `:` of `=>` and `:=`), at least twelve value bytes. Value bytes are counted as
-/// anything but ASCII whitespace, quotes and `;` (a superset of every value class), and a
-/// non-ASCII byte among the skipped ones lets the text through (`\s` is Unicode).
+/// `_live_`, `eyJ`, `-----BEGIN`), which long English words do not. The key-value forms need
+/// a `:` or `=` with a value after it:
+///
+/// - the URL forms contain `://`, then an `@` (`scheme://user:password@`) or are the Slack
+///   webhook (`hooks.slack.com`);
+/// - `password=`/`pwd=` (ASCII case ignored) take at least four bytes right after the `=`
+///   (counted as anything but ASCII whitespace, quotes and `;`, a superset of the value);
+/// - every other form (AWS, Azure, the GCP service account, the generic `key: value`) has,
+///   after the separator (`:`, `=`, `=>`, `:=`), optional whitespace and an optional quote,
+///   at least twelve bytes of `[A-Za-z0-9_+/=.~!@#$%^&*-]` (the union of their value classes;
+///   `"service_account"` counts from its opening quote).
+///
+/// Texts with U+017F or U+212A never get here (see [`candidate_patterns`]), so the ASCII
+/// comparisons stand for the case-insensitive ones.
 fn could_hold_a_secret(text: &str) -> bool {
     let bytes = text.as_bytes();
     if marked_token_run(bytes) {
         return true;
     }
-    let space = |b: u8| matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ');
-    let value = |b: u8| !(space(b) || matches!(b, b'\'' | b'"' | b';'));
-    let value_run = |from: usize| bytes[from..].iter().take_while(|&&b| value(b)).count();
-    let has_value = |at: usize| {
-        let b = bytes[at];
-        if b == b':' && bytes[at + 1..].starts_with(b"//") {
-            return true;
-        }
-        if value_run(at + 1) >= 4 {
-            return true;
-        }
-        let mut next = at + 1;
-        while let Some(&skipped) = bytes.get(next) {
-            if skipped >= 0x80 {
-                return true;
-            }
-            if !(space(skipped) || matches!(skipped, b'\'' | b'"' | b'>' | b'=' | b':')) {
+    let loose_value = |b: u8| !(b.is_ascii_whitespace() || matches!(b, 0x0b | b'\'' | b'"' | b';'));
+    let loose_run = |from: usize| {
+        bytes[from..]
+            .iter()
+            .take_while(|&&b| loose_value(b))
+            .count()
+    };
+    let value = |b: u8| b.is_ascii_alphanumeric() || b"_+/=.~!@#$%^&*-".contains(&b);
+    // The value after `from`: whitespace (`\s`, any Unicode space), then an optional quote.
+    let value_after = |from: usize| {
+        let mut at = from;
+        for c in text.get(from..).unwrap_or_default().chars() {
+            if !c.is_whitespace() {
                 break;
             }
-            next += 1;
+            at += c.len_utf8();
         }
-        value_run(next) >= 12
+        if matches!(bytes.get(at), Some(b'\'' | b'"')) {
+            at += 1;
+        }
+        bytes[at..].iter().take_while(|&&b| value(b)).count() >= 12
+    };
+    let colon = |at: usize| {
+        (bytes[at + 1..].starts_with(b"//")
+            && (bytes[at..].contains(&b'@') || text[at..].contains("hooks.slack.com")))
+            || value_after(at + 1)
+            || (bytes.get(at + 1) == Some(&b'=') && value_after(at + 2))
+    };
+    let equals = |at: usize| {
+        let key =
+            |name: &[u8]| at >= name.len() && bytes[at - name.len()..at].eq_ignore_ascii_case(name);
+        ((key(b"password") || key(b"pwd")) && loose_run(at + 1) >= 4)
+            || value_after(at + 1)
+            || (bytes.get(at + 1) == Some(&b'>') && value_after(at + 2))
     };
     // `match_indices` finds the bytes with a vectorised search.
-    text.match_indices(':').any(|(at, _)| has_value(at))
-        || text.match_indices('=').any(|(at, _)| has_value(at))
+    text.match_indices(':').any(|(at, _)| colon(at))
+        || text.match_indices('=').any(|(at, _)| equals(at))
 }
 
 /// Whether `bytes` hold a maximal run of at least ten `[A-Za-z0-9_-]` bytes with a byte other
@@ -507,6 +526,8 @@ mod tests {
                         "\"type\": \"service_account\"", "https://hooks.slack.com/services/T0/B0/x",
                         "pwd=::::", "password=é;", "api_key => ", "secret := ", "\u{a0}", "'",
                         "abcdefghijklmn", "redis://u:=@h", ";", ">", "instructions", "Abcdefghijk",
+                        "==abcdefghij", "(0..10)", "\u{3000}", "\u{2003}", "Password=", "\t",
+                        "hooks.slack.com", "@", "\n",
                     ][..]).prop_map(str::to_owned),
                     1 => proptest::prelude::any::<String>(),
                 ],

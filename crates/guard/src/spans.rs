@@ -4,6 +4,9 @@
 /// Converts sorted-or-not byte offsets into scalar offsets; offsets inside a character or past
 /// the end are clamped to the character start / text end.
 pub fn byte_to_char_offsets(text: &str, byte_offsets: &[usize]) -> Vec<usize> {
+    if byte_offsets.is_empty() {
+        return Vec::new();
+    }
     if text.is_ascii() {
         return byte_offsets.iter().map(|&b| b.min(text.len())).collect();
     }
