@@ -307,11 +307,20 @@ fn could_hold_a_secret(text: &str) -> bool {
         if matches!(bytes.get(at), Some(b'\'' | b'"')) {
             at += 1;
         }
-        bytes[at..].iter().take_while(|&&b| value(b)).count() >= 12
+        bytes[at..]
+            .iter()
+            .take(12)
+            .take_while(|&&b| value(b))
+            .count()
+            >= 12
     };
+    // Found once (not per colon: the scan stays linear).
+    let last_at_sign = bytes.iter().rposition(|&b| b == b'@');
+    let last_slack = text.rfind("hooks.slack.com");
     let colon = |at: usize| {
         (bytes[at + 1..].starts_with(b"//")
-            && (bytes[at..].contains(&b'@') || text[at..].contains("hooks.slack.com")))
+            && (last_at_sign.is_some_and(|last| last > at)
+                || last_slack.is_some_and(|last| last > at)))
             || value_after(at + 1)
             || (bytes.get(at + 1) == Some(&b'=') && value_after(at + 2))
     };

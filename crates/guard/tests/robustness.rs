@@ -64,7 +64,37 @@ const ADVERSARIAL_UNITS: &[&str] = &[
     "(1) ",
     "Mr. A",
     "![x](http://a?",
+    // The gates and fast paths of the scan-throughput work.
+    "://",
+    ":=",
+    "= ",
+    "password=",
+    "\u{3000}:",
+    "aB",
+    "x\n",
+    "system\n",
+    " ## \n",
+    "a.b.",
+    "1 A",
+    "Dear ",
+    " Box",
+    "1a ",
+    "4 ",
+    "Abcdefghij ",
 ];
+
+/// Every unit of the scan-throughput gates, each repeated to 1 MB (the proptest above samples
+/// only a few units per run).
+#[test]
+fn gate_units_complete_on_one_megabyte_inputs() {
+    let guard = Guard::new().unwrap();
+    let start = ADVERSARIAL_UNITS.iter().position(|u| *u == "://").unwrap();
+    for unit in &ADVERSARIAL_UNITS[start..] {
+        let text = unit.repeat((1 << 20) / unit.len());
+        let report = guard.scan(&text);
+        assert!((0.0..=1.0).contains(&report.injection.score), "{unit:?}");
+    }
+}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(4))]
