@@ -278,7 +278,8 @@ fn candidate_patterns(patterns: &[SecretPattern], text: &str) -> u64 {
 /// - every other form (AWS, Azure, the GCP service account, the generic `key: value`) has,
 ///   after the separator (`:`, `=`, `=>`, `:=`), optional whitespace and an optional quote,
 ///   at least twelve bytes of `[A-Za-z0-9_+/=.~!@#$%^&*-]` (the union of their value classes;
-///   `"service_account"` counts from its opening quote).
+///   `"service_account"` counts from its opening quote), and a key before it (see
+///   [`KEY_WORDS`]).
 ///
 /// Texts with U+017F or U+212A never get here (see [`candidate_patterns`]), so the ASCII
 /// comparisons stand for the case-insensitive ones.
@@ -314,26 +315,81 @@ fn could_hold_a_secret(text: &str) -> bool {
             .count()
             >= 12
     };
-    // Found once (not per colon: the scan stays linear).
-    let last_at_sign = bytes.iter().rposition(|&b| b == b'@');
-    let last_slack = text.rfind("hooks.slack.com");
+    // Where the last `@` and Slack host are, found once at the first `://` (not per colon,
+    // so the scan stays linear).
+    let url_ends = std::cell::OnceCell::new();
+    let url_continues = |at: usize| {
+        let &(at_sign, slack) = url_ends.get_or_init(|| {
+            (
+                bytes.iter().rposition(|&b| b == b'@'),
+                text.rfind("hooks.slack.com"),
+            )
+        });
+        at_sign.is_some_and(|last: usize| last > at) || slack.is_some_and(|last: usize| last > at)
+    };
+    // The key before a separator at `at`: past ASCII whitespace (a non-ASCII byte there could
+    // be a Unicode space: allowed), a closing quote (the GCP `"type"`) allows, otherwise one of
+    // the key words must occur in the hundred bytes before (the generic key word with its
+    // twenty-byte affixes, `aws` ... `secret` twenty characters away, `AccountKey`, `sig`).
+    let key_before = |at: usize| {
+        let mut end = at;
+        while end > 0 && bytes[end - 1].is_ascii_whitespace() {
+            end -= 1;
+        }
+        match bytes[..end].last() {
+            None => false,
+            Some(&b) if b >= 0x80 || b == b'"' || b == b'\'' => true,
+            Some(_) => {
+                key_words().is_none_or(|words| words.is_match(&bytes[end.saturating_sub(100)..end]))
+            }
+        }
+    };
     let colon = |at: usize| {
-        (bytes[at + 1..].starts_with(b"//")
-            && (last_at_sign.is_some_and(|last| last > at)
-                || last_slack.is_some_and(|last| last > at)))
-            || value_after(at + 1)
-            || (bytes.get(at + 1) == Some(&b'=') && value_after(at + 2))
+        (bytes[at + 1..].starts_with(b"//") && url_continues(at))
+            || ((value_after(at + 1) || (bytes.get(at + 1) == Some(&b'=') && value_after(at + 2)))
+                && key_before(at))
     };
     let equals = |at: usize| {
         let key =
             |name: &[u8]| at >= name.len() && bytes[at - name.len()..at].eq_ignore_ascii_case(name);
         ((key(b"password") || key(b"pwd")) && loose_run(at + 1) >= 4)
-            || value_after(at + 1)
-            || (bytes.get(at + 1) == Some(&b'>') && value_after(at + 2))
+            || ((value_after(at + 1) || (bytes.get(at + 1) == Some(&b'>') && value_after(at + 2)))
+                && key_before(at))
     };
     // `match_indices` finds the bytes with a vectorised search.
     text.match_indices(':').any(|(at, _)| colon(at))
         || text.match_indices('=').any(|(at, _)| equals(at))
+}
+
+/// What the key of a key-value secret contains (ASCII case ignored): the generic pattern's key
+/// words (`apikey`, `passwd`, `auth_key`, `access_key`, `client_secret`, `private_key`,
+/// `credentials` contain these), the `secret`/`private` of the AWS form, `AccountKey`, `sig`.
+const KEY_WORDS: &[&str] = &[
+    "api",
+    "secret",
+    "token",
+    "passw",
+    "pwd",
+    "auth",
+    "access",
+    "private",
+    "credential",
+    "accountkey",
+    "sig",
+];
+
+/// [`KEY_WORDS`], ASCII case ignored (`None` if it cannot be built: then every key passes).
+fn key_words() -> Option<&'static AhoCorasick> {
+    static WORDS: OnceLock<Option<AhoCorasick>> = OnceLock::new();
+    WORDS
+        .get_or_init(|| {
+            AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .kind(Some(AhoCorasickKind::DFA))
+                .build(KEY_WORDS)
+                .ok()
+        })
+        .as_ref()
 }
 
 /// Whether `bytes` hold a maximal run of at least ten `[A-Za-z0-9_-]` bytes with a byte other
@@ -395,6 +451,9 @@ impl SecretDetector {
         } else {
             u64::MAX
         };
+        if wanted == 0 {
+            return Vec::new();
+        }
         for (index, pattern) in patterns.iter().enumerate() {
             if wanted & (1 << index) == 0 {
                 continue;
@@ -536,7 +595,8 @@ mod tests {
                         "pwd=::::", "password=é;", "api_key => ", "secret := ", "\u{a0}", "'",
                         "abcdefghijklmn", "redis://u:=@h", ";", ">", "instructions", "Abcdefghijk",
                         "==abcdefghij", "(0..10)", "\u{3000}", "\u{2003}", "Password=", "\t",
-                        "hooks.slack.com", "@", "\n",
+                        "hooks.slack.com", "@", "\n", "https://evil.example/abc", "client_",
+                        "aws ", "x: ", "sig", "'", "\u{a0}",
                     ][..]).prop_map(str::to_owned),
                     1 => proptest::prelude::any::<String>(),
                 ],

@@ -81,6 +81,8 @@ const ADVERSARIAL_UNITS: &[&str] = &[
     "1a ",
     "4 ",
     "Abcdefghij ",
+    ":aaaaaaaaaaaa",
+    "  =>bbbbbbbbbbbbbbbb",
 ];
 
 /// Every unit of the scan-throughput gates, each repeated to 1 MB (the proptest above samples
