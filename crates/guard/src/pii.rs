@@ -5,6 +5,7 @@
 use std::net::Ipv6Addr;
 use std::sync::OnceLock;
 
+use aho_corasick::AhoCorasick;
 use regex::Regex;
 use serde::Serialize;
 
@@ -199,7 +200,7 @@ impl PiiDetector {
             }
         }
         // `valid_card` wants 13 to 19 ASCII digits.
-        if stats.digits >= 13 {
+        if stats.digits >= 13 && (!stats.gated || !stats.ascii || card_run(text.as_bytes())) {
             for m in p.card.find_iter(text) {
                 if valid_card(m.as_str())
                     && !negative_cue_before(text, m.start(), CARD_NEGATIVE_CUES)
@@ -218,9 +219,7 @@ impl PiiDetector {
                     }
                 }
             }
-            let cued = p
-                .ssn_cued
-                .is_match(text)
+            let cued = ((!stats.gated || cue_words(text, true)) && p.ssn_cued.is_match(text))
                 .then(|| p.ssn_cued.captures_iter(text));
             for caps in cued.into_iter().flatten() {
                 if let Some(m) = caps.get(1)
@@ -231,7 +230,10 @@ impl PiiDetector {
             }
         }
         // `valid_ipv4` parses four ASCII-digit octets around three dots.
-        if stats.digits >= 4 && stats.dots >= 3 {
+        if stats.digits >= 4
+            && stats.dots >= 3
+            && (!stats.gated || dotted_digits(text.as_bytes()) >= 3)
+        {
             for m in p.ipv4.find_iter(text) {
                 if valid_ipv4(text, m.start(), m.end()) {
                     out.push((PiiType::Ip, m.start(), m.end(), 0.9));
@@ -252,7 +254,8 @@ impl PiiDetector {
             }
         }
         // Every date form of the pattern holds at least four `\d`.
-        let dob_possible = !stats.ascii || stats.digits >= 4;
+        let dob_possible =
+            (!stats.ascii || stats.digits >= 4) && (!stats.gated || cue_words(text, false));
         let dob = (dob_possible && p.dob.is_match(text)).then(|| p.dob.captures_iter(text));
         for caps in dob.into_iter().flatten() {
             if let Some(m) = caps.get(1) {
@@ -303,6 +306,8 @@ struct ByteStats {
     close_colons: bool,
     /// The text is ASCII, so `\d` can only match ASCII digits.
     ascii: bool,
+    /// The finer per-pattern gates apply (off for the reference run of the tests).
+    gated: bool,
 }
 
 impl ByteStats {
@@ -316,6 +321,7 @@ impl ByteStats {
             iban_head: true,
             close_colons: true,
             ascii: false,
+            gated: false,
         }
     }
 
@@ -360,6 +366,7 @@ impl ByteStats {
             iban_head,
             close_colons,
             ascii: bytes.is_ascii(),
+            gated: true,
         }
     }
 
@@ -373,6 +380,7 @@ impl ByteStats {
             iban_head: false,
             close_colons: false,
             ascii: bytes.is_ascii(),
+            gated: true,
         };
         let mut since_colon = usize::MAX;
         let mut recent: u32 = 0;
@@ -506,6 +514,64 @@ fn person_cue_possible(bytes: &[u8]) -> bool {
         cue_ends_at(end)
             || (end > 0 && matches!(bytes[end - 1], b'.' | b',' | b':') && cue_ends_at(end - 1))
     })
+}
+
+/// Whether an ASCII text has a run of at least 13 ASCII digits with at most one space or dash
+/// between neighbours: what a match of the card pattern that `valid_card` accepts (13 to 19
+/// ASCII digits) needs. Only used on ASCII text (`\d` is Unicode).
+fn card_run(bytes: &[u8]) -> bool {
+    let mut count = 0;
+    for (at, &b) in bytes.iter().enumerate() {
+        if b.is_ascii_digit() {
+            count += 1;
+            if count >= 13 {
+                return true;
+            }
+        } else if !((b == b' ' || b == b'-')
+            && at > 0
+            && bytes[at - 1].is_ascii_digit()
+            && bytes.get(at + 1).is_some_and(u8::is_ascii_digit))
+        {
+            count = 0;
+        }
+    }
+    false
+}
+
+/// Places where an ASCII digit, a dot and an ASCII digit follow each other: a valid IPv4
+/// address (`valid_ipv4` wants ASCII-digit octets) has three.
+fn dotted_digits(bytes: &[u8]) -> usize {
+    bytes
+        .windows(3)
+        .filter(|w| w[1] == b'.' && w[0].is_ascii_digit() && w[2].is_ascii_digit())
+        .count()
+}
+
+/// The cue words of the SSN and birth-date patterns (one is in every match, ASCII case
+/// ignored: no other letter folds to theirs, except U+017F to `s`, which lets every text
+/// through to the SSN pattern).
+const SSN_CUES: [&str; 3] = ["ssn", "social security", "ss#"];
+const DOB_CUES: [&str; 4] = ["born", "birth", "dob", "d.o.b"];
+
+/// Whether `text` contains one of [`SSN_CUES`] (`ssn`) or [`DOB_CUES`] (ASCII case ignored),
+/// or a character that Unicode case folding maps to an ASCII `s` or `k` (then it cannot tell).
+fn cue_words(text: &str, ssn: bool) -> bool {
+    static AUTOMATA: OnceLock<Option<(AhoCorasick, AhoCorasick)>> = OnceLock::new();
+    let automata = AUTOMATA.get_or_init(|| {
+        let build = |words: &[&str]| {
+            AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(words)
+                .ok()
+        };
+        Some((build(&SSN_CUES)?, build(&DOB_CUES)?))
+    });
+    let ssn_cues = ssn;
+    let Some((ssn, dob)) = automata else {
+        return true;
+    };
+    let automaton = if ssn_cues { ssn } else { dob };
+    (!text.is_ascii() && text.contains(['\u{17F}', '\u{212A}'])) || automaton.is_match(text)
 }
 
 /// The email pattern: a local part of 1 to 64 letters, numbers and `._%+-` starting with a
@@ -1143,6 +1209,8 @@ mod tests {
                         "born on 10/5/1971", "SSN 123 45 6789", "2437 Main St", "12", "7", ".",
                         ":", "-", " ", "DE", "89", "１２３", "٣", "version", "order",
                         "My name is", "Dear", "Mrs.", "Mr", "Dr.", "Regards,", "I'm", "call me",
+                        "BORN ", "Date of Birth: ", "D.O.B. ", "ssn: ", "Social Security ", "ss#",
+                        "1.2", "3.4.", "\u{17F}", "4111-1111-1111-1111", "1 2 3 4 5 6 7 ",
                         "Patient:", "name:", "xMr", "\t", "\n", "Ann", "Jo-Ellen", "É", "Box",
                         "PO Box 12", "12B Elm Road", "4 Élan Way", "5a",
                     ][..]).prop_map(str::to_owned),
