@@ -351,7 +351,7 @@ pub struct ChatCompletion<'a> {
     choices: Vec<WireChoice<'a>>,
     usage: WireUsage,
     #[serde(skip_serializing_if = "Option::is_none")]
-    system_fingerprint: Option<&'a Value>,
+    system_fingerprint: Option<Value>,
 }
 
 impl<'a> ChatCompletion<'a> {

@@ -242,7 +242,7 @@ impl AnthropicProvider {
                 logprobs: None,
             }],
             usage,
-            raw,
+            raw: raw.into(),
         })
     }
 }

@@ -138,7 +138,17 @@ impl Upstream {
         url: &str,
         response: reqwest::Response,
     ) -> Result<Value, LlmError> {
-        let bytes = response.bytes().await.map_err(|error| LlmError::Connect {
+        let bytes = self.read_body(url, response).await?;
+        self.parse_json(&bytes)
+    }
+
+    /// Reads a whole 2xx body.
+    pub(crate) async fn read_body(
+        &self,
+        url: &str,
+        response: reqwest::Response,
+    ) -> Result<bytes::Bytes, LlmError> {
+        response.bytes().await.map_err(|error| LlmError::Connect {
             provider: self.provider.clone(),
             url: url.to_owned(),
             reason: format!(
@@ -146,8 +156,12 @@ impl Upstream {
                 self.redact(&error_chain(&error))
             ),
             attempt: 1,
-        })?;
-        serde_json::from_slice(&bytes).map_err(|error| LlmError::InvalidResponse {
+        })
+    }
+
+    /// A body as JSON; the error quotes the start of the body (redacted).
+    pub(crate) fn parse_json(&self, bytes: &[u8]) -> Result<Value, LlmError> {
+        serde_json::from_slice(bytes).map_err(|error| LlmError::InvalidResponse {
             provider: self.provider.clone(),
             reason: format!(
                 "body is not JSON ({error}): {}",

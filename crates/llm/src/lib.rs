@@ -32,5 +32,6 @@ pub use registry::{EnvLookup, LocalFactory, ProviderSet, check_reachable};
 pub use router::{ChainTarget, FallbackChain, RetryPolicy, Routed, Router, RouterOptions};
 pub use types::{
     Capabilities, ChatRequest, ChatResponse, Choice, EmbeddingRequest, EmbeddingResponse,
-    FinishReason, ModelInfo, StreamAccumulator, StreamDelta, StreamOptions, ToolChoice, Usage,
+    FinishReason, ModelInfo, RawPayload, StreamAccumulator, StreamDelta, StreamOptions, ToolChoice,
+    Usage,
 };

@@ -14,7 +14,7 @@ use crate::provider::{DeltaStream, Provider, ProviderKind};
 use crate::sse::SseEvent;
 use crate::types::{
     Capabilities, ChatRequest, ChatResponse, Choice, EmbeddingRequest, EmbeddingResponse,
-    FinishReason, ModelInfo, StreamDelta, Usage,
+    FinishReason, ModelInfo, RawPayload, StreamDelta, Usage,
 };
 use crate::usage::{count_embedding_usage, count_usage};
 
@@ -188,13 +188,40 @@ impl OpenAiProvider {
         Ok(Value::Object(body))
     }
 
-    /// Reads a chat completions response body.
+    /// Reads a chat completions response body, typed straight from the bytes (no JSON tree);
+    /// the body stays as the response's raw payload.
+    pub fn parse_body(
+        &self,
+        request: &ChatRequest,
+        bytes: bytes::Bytes,
+    ) -> Result<ChatResponse, LlmError> {
+        match serde_json::from_slice::<Completion>(&bytes) {
+            Ok(completion) => self.assemble(request, completion, RawPayload::Body(bytes)),
+            // The slow path only words the error: not JSON, or where the shape is wrong.
+            Err(_) => {
+                let raw = self.upstream.parse_json(&bytes)?;
+                self.parse_response(request, raw)
+            }
+        }
+    }
+
+    /// Reads a chat completions response already parsed as JSON.
     pub fn parse_response(
         &self,
         request: &ChatRequest,
         raw: Value,
     ) -> Result<ChatResponse, LlmError> {
         let completion: Completion = from_value(&self.upstream, "chat completion", &raw)?;
+        self.assemble(request, completion, RawPayload::Json(raw))
+    }
+
+    /// The normalised response of a completion.
+    fn assemble(
+        &self,
+        request: &ChatRequest,
+        completion: Completion,
+        raw: RawPayload,
+    ) -> Result<ChatResponse, LlmError> {
         if completion.choices.is_empty() {
             return Err(self.upstream.invalid("chat completion: `choices` is empty"));
         }
@@ -500,8 +527,8 @@ impl Provider for OpenAiProvider {
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let body = self.request_body(request, false)?;
         let (response, url) = self.post_chat(&body).await?;
-        let raw = self.upstream.read_json(url, response).await?;
-        self.parse_response(request, raw)
+        let bytes = self.upstream.read_body(url, response).await?;
+        self.parse_body(request, bytes)
     }
 
     async fn stream(&self, request: &ChatRequest) -> Result<DeltaStream, LlmError> {

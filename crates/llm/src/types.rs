@@ -230,7 +230,107 @@ pub struct ChatResponse {
     /// Token usage, always filled.
     pub usage: Usage,
     /// The provider's response body as received (for streams: the collected events).
-    pub raw: Value,
+    pub raw: RawPayload,
+}
+
+/// A provider payload as received. A whole response body stays bytes until someone asks for
+/// a field the normalised response does not carry: building a JSON tree of every body was a
+/// visible share of the gateway's CPU per request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawPayload {
+    /// A JSON response body, parsed on demand.
+    Body(bytes::Bytes),
+    /// A JSON value (collected stream events, or what an adapter built).
+    Json(Value),
+}
+
+impl RawPayload {
+    /// The payload as a JSON value (`Null` when a body is not JSON).
+    pub fn json(&self) -> Value {
+        match self {
+            RawPayload::Body(bytes) => serde_json::from_slice(bytes).unwrap_or(Value::Null),
+            RawPayload::Json(value) => value.clone(),
+        }
+    }
+
+    /// Top-level member `key` of an object payload, reading only that member of a body.
+    pub fn get(&self, key: &str) -> Option<Value> {
+        match self {
+            RawPayload::Body(bytes) => {
+                let mut reader = serde_json::Deserializer::from_slice(bytes);
+                serde::de::DeserializeSeed::deserialize(OneMember(key), &mut reader)
+                    .ok()
+                    .flatten()
+            }
+            RawPayload::Json(value) => value.get(key).cloned(),
+        }
+    }
+}
+
+impl From<Value> for RawPayload {
+    fn from(value: Value) -> RawPayload {
+        RawPayload::Json(value)
+    }
+}
+
+/// Reads one member of a JSON object, skipping the others without building them.
+struct OneMember<'k>(&'k str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for OneMember<'_> {
+    type Value = Option<Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Option<Value>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for OneMember<'_> {
+    type Value = Option<Value>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<Option<Value>, A::Error> {
+        let mut found = None;
+        while let Some(hit) = map.next_key_seed(IsKey(self.0))? {
+            if hit {
+                found = Some(map.next_value::<Value>()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Whether an object key equals the wanted one, without allocating it.
+struct IsKey<'k>(&'k str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for IsKey<'_> {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for IsKey<'_> {
+    type Value = bool;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a string key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<bool, E> {
+        Ok(key == self.0)
+    }
 }
 
 impl ChatResponse {
@@ -434,7 +534,7 @@ impl StreamAccumulator {
         id: impl Into<String>,
         provider: impl Into<String>,
         model: impl Into<String>,
-        raw: Value,
+        raw: impl Into<RawPayload>,
     ) -> ChatResponse {
         let choices = self
             .choices
@@ -463,7 +563,7 @@ impl StreamAccumulator {
                 cache_write_tokens: 0,
                 exactness: Exactness::Estimate,
             }),
-            raw,
+            raw: raw.into(),
         }
     }
 
@@ -542,4 +642,33 @@ pub struct ModelInfo {
     pub size_bytes: Option<u64>,
     /// The provider's listing entry as received.
     pub raw: Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_body_members_are_read_without_the_rest() {
+        let body = RawPayload::Body(bytes::Bytes::from_static(
+            br#"{"id":"x","choices":[{"message":{"content":"a\"b"}}],"system_fingerprint":"fp_1","s\u0079s":{"n":[1,2]}}"#,
+        ));
+        assert_eq!(body.get("system_fingerprint"), Some(Value::from("fp_1")));
+        assert_eq!(body.get("sys"), Some(serde_json::json!({"n": [1, 2]})));
+        assert_eq!(body.get("missing"), None);
+        assert_eq!(body.json()["id"], "x");
+        let same = RawPayload::Json(body.json());
+        assert_eq!(
+            same.get("system_fingerprint"),
+            body.get("system_fingerprint")
+        );
+        for bad in [&b"[1,2]"[..], b"not json", b"{\"a\":"] {
+            let payload = RawPayload::Body(bytes::Bytes::copy_from_slice(bad));
+            assert_eq!(payload.get("a"), None);
+        }
+        assert_eq!(
+            RawPayload::Body(bytes::Bytes::from_static(b"nope")).json(),
+            Value::Null
+        );
+    }
 }

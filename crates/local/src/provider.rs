@@ -250,7 +250,7 @@ fn response(
             logprobs: generation.logprobs.as_deref().map(openai_logprobs),
         }],
         usage: usage(generation.usage),
-        raw,
+        raw: raw.into(),
     }
 }
 

@@ -72,7 +72,7 @@ impl Provider for Echo {
                 logprobs: None,
             }],
             usage: Usage::reported(1000, 500, 400),
-            raw: Value::Null,
+            raw: Value::Null.into(),
         })
     }
     async fn stream(&self, request: &ChatRequest) -> Result<DeltaStream, LlmError> {
@@ -269,7 +269,7 @@ fn replayed_deltas_rebuild_the_response() {
             logprobs: None,
         }],
         usage: Usage::reported(3, 4, 0),
-        raw: Value::Null,
+        raw: Value::Null.into(),
     };
     let mut accumulator = StreamAccumulator::new();
     for delta in response.to_deltas() {
