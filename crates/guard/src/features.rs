@@ -288,6 +288,14 @@ pub fn for_each_hashed(text: &str, bits: u32, mut emit: impl FnMut(usize, f32)) 
         let sign = f32::from_bits(0x3f80_0000 | (((mixed >> 20) & 1) as u32) << 31);
         emit(index, sign);
     };
+    walk_feature_hashes(bytes, &mut place)
+}
+
+/// Calls `place(hash)` for every hashed feature of `bytes` in the fixed order
+/// [`for_each_hashed`] documents, and returns how many there were: the one walk behind both the
+/// float and the integer sum. Inlined into each caller so `place` costs no call per feature.
+#[inline(always)]
+fn walk_feature_hashes(bytes: &[u8], mut place: impl FnMut(u64)) -> usize {
     let first = &FNV_FIRST;
     let len = bytes.len();
     // Starts with a full 5-gram ahead of them, then the last (up to four) starts.
@@ -368,57 +376,13 @@ fn signed_sum_by(text: &str, bits: u32, weight: impl Fn(usize) -> i8) -> (i64, u
         let negative = SIGN_MASKS[((mixed >> 20) & 1) as usize];
         (value, value & negative)
     };
-    let first = &FNV_FIRST;
-    let len = bytes.len();
     // Two accumulators (more would spill to the stack): integer sums in any order agree.
     let (mut all, mut negative) = (0i64, 0i64);
-    let mut add = |hash: u64| {
+    let count = walk_feature_hashes(bytes, |hash: u64| {
         let (value, masked) = split(hash);
         all += value;
         negative += masked;
-    };
-    for window in bytes.windows(5) {
-        let h3 = fnv_step(
-            fnv_step(first[usize::from(window[0])], window[1]),
-            window[2],
-        );
-        add(h3);
-        let h4 = fnv_step(h3, window[3]);
-        add(h4);
-        add(fnv_step(h4, window[4]));
-    }
-    for start in len.saturating_sub(4)..len {
-        let tail = &bytes[start..];
-        if tail.len() >= 3 {
-            let h3 = fnv_step(fnv_step(first[usize::from(tail[0])], tail[1]), tail[2]);
-            add(h3);
-            if tail.len() >= 4 {
-                add(fnv_step(h3, tail[3]));
-            }
-        }
-    }
-    let grams = |n: usize| len.saturating_sub(n - 1);
-    let mut count = grams(3) + grams(4) + grams(5);
-    let mut previous: Option<u64> = None;
-    let mut index = 0;
-    while index < len {
-        if !is_word_byte(bytes[index]) {
-            index += 1;
-            continue;
-        }
-        let mut hash: u64 = 0x84_22_23_25_cb_f2_9c_e4;
-        while index < len && is_word_byte(bytes[index]) {
-            hash = fnv_step(hash, bytes[index]);
-            index += 1;
-        }
-        add(hash ^ 0x5555);
-        count += 1;
-        if let Some(before) = previous {
-            add(before.rotate_left(17) ^ hash ^ 0xaaaa_0000);
-            count += 1;
-        }
-        previous = Some(hash);
-    }
+    });
     (all - 2 * negative, count)
 }
 
