@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use http::HeaderMap;
 use promptops_core::anthropic::{ContentBlock, message_from_response, to_anthropic};
 use promptops_core::generation::ResponseFormat;
-use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -51,11 +51,7 @@ impl AnthropicProvider {
     /// A provider for `settings.base_url` (the host root, with or without `/v1`).
     pub fn new(settings: &RemoteSettings) -> Result<AnthropicProvider, LlmError> {
         Ok(AnthropicProvider {
-            upstream: Upstream::new(
-                &settings.name,
-                settings.api_key.clone(),
-                settings.api_key_env.clone(),
-            )?,
+            upstream: Upstream::new(settings)?,
             base_url: settings.base_url.clone(),
         })
     }

@@ -52,11 +52,7 @@ impl OllamaProvider {
         )?;
         Ok(OllamaProvider {
             compatible,
-            native: Upstream::new(
-                &settings.name,
-                settings.api_key.clone(),
-                settings.api_key_env.clone(),
-            )?,
+            native: Upstream::new(settings)?,
             root,
         })
     }

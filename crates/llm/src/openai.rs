@@ -3,13 +3,15 @@
 //! the many servers that speak its API (vLLM, Together, Groq, LM Studio, Ollama's `/v1`).
 
 use async_trait::async_trait;
+use http::HeaderMap;
 use promptops_core::message::Message;
-use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::LlmError;
-use crate::http::{EventDecoder, Upstream, UsageFallback, delta_stream, headers, join_url};
+use crate::http::{
+    EventDecoder, Upstream, UpstreamResponse, UsageFallback, delta_stream, headers, join_url,
+};
 use crate::provider::{DeltaStream, Provider, ProviderKind};
 use crate::sse::SseEvent;
 use crate::types::{
@@ -50,9 +52,10 @@ impl std::fmt::Debug for RemoteSettings {
 pub struct OpenAiProvider {
     upstream: Upstream,
     base_url: String,
-    /// `BASE/chat/completions`, parsed once; `None` when the base does not parse (each call
-    /// then fails with the parse error).
-    chat_url: Option<reqwest::Url>,
+    /// `BASE/chat/completions`, and that parsed once: `Err` when it does not parse (each
+    /// call then fails with that error).
+    chat_url: String,
+    chat_uri: Result<http::Uri, String>,
     kind: ProviderKind,
     capabilities: Capabilities,
 }
@@ -81,37 +84,34 @@ impl OpenAiProvider {
         kind: ProviderKind,
         capabilities: Capabilities,
     ) -> Result<OpenAiProvider, LlmError> {
+        let chat_url = join_url(&settings.base_url, "chat/completions");
         Ok(OpenAiProvider {
-            upstream: Upstream::new(
-                &settings.name,
-                settings.api_key.clone(),
-                settings.api_key_env.clone(),
-            )?,
+            upstream: Upstream::new(settings)?,
             base_url: settings.base_url.clone(),
-            chat_url: reqwest::Url::parse(&join_url(&settings.base_url, "chat/completions")).ok(),
+            chat_uri: chat_url
+                .parse::<http::Uri>()
+                .map_err(|error| format!("`{chat_url}` is not a valid URL: {error}")),
+            chat_url,
             kind,
             capabilities,
         })
     }
 
     /// POSTs a chat completions body; gives the response and the URL it went to.
-    async fn post_chat(&self, body: &Value) -> Result<(reqwest::Response, &str), LlmError> {
-        match &self.chat_url {
-            Some(url) => Ok((
+    async fn post_chat(&self, body: &Value) -> Result<(UpstreamResponse, &str), LlmError> {
+        match &self.chat_uri {
+            Ok(uri) => Ok((
                 self.upstream
-                    .post_json_url(url, self.auth_headers()?, body)
+                    .post_json_uri(uri, &self.chat_url, self.auth_headers()?, body)
                     .await?,
-                url.as_str(),
+                self.chat_url.as_str(),
             )),
-            None => {
-                let url = join_url(&self.base_url, "chat/completions");
-                Err(LlmError::Connect {
-                    reason: format!("`{url}` is not a valid URL"),
-                    provider: self.upstream.provider.clone(),
-                    url,
-                    attempt: 1,
-                })
-            }
+            Err(reason) => Err(LlmError::Connect {
+                reason: reason.clone(),
+                provider: self.upstream.provider.clone(),
+                url: self.chat_url.clone(),
+                attempt: 1,
+            }),
         }
     }
 
