@@ -213,22 +213,22 @@ impl Upstream {
         body: &Value,
     ) -> Result<UpstreamResponse, LlmError> {
         let uri = self.parse_url(url)?;
-        self.post_json_uri(&uri, url, headers, body).await
-    }
-
-    /// [`Upstream::post_json`] to a URI parsed once (`url` is its text, for errors): parsing
-    /// a URL is a visible part of the request path's CPU.
-    pub(crate) async fn post_json_uri(
-        &self,
-        uri: &Uri,
-        url: &str,
-        headers: HeaderMap,
-        body: &Value,
-    ) -> Result<UpstreamResponse, LlmError> {
         let body = serde_json::to_vec(body).map_err(|error| LlmError::InvalidRequest {
             provider: self.provider.clone(),
             reason: format!("cannot serialise the request body: {error}"),
         })?;
+        self.post_bytes_uri(&uri, url, headers, body).await
+    }
+
+    /// POSTs a JSON body already serialised to a URI parsed once (`url` is its text, for
+    /// errors): parsing a URL is a visible part of the request path's CPU.
+    pub(crate) async fn post_bytes_uri(
+        &self,
+        uri: &Uri,
+        url: &str,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<UpstreamResponse, LlmError> {
         self.send(Method::POST, uri.clone(), url, headers, Some(body.into()))
             .await
     }

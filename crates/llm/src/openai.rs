@@ -98,11 +98,11 @@ impl OpenAiProvider {
     }
 
     /// POSTs a chat completions body; gives the response and the URL it went to.
-    async fn post_chat(&self, body: &Value) -> Result<(UpstreamResponse, &str), LlmError> {
+    async fn post_chat(&self, body: Vec<u8>) -> Result<(UpstreamResponse, &str), LlmError> {
         match &self.chat_uri {
             Ok(uri) => Ok((
                 self.upstream
-                    .post_json_uri(uri, &self.chat_url, self.auth_headers()?, body)
+                    .post_bytes_uri(uri, &self.chat_url, self.auth_headers()?, body)
                     .await?,
                 self.chat_url.as_str(),
             )),
@@ -130,8 +130,8 @@ impl OpenAiProvider {
         }
     }
 
-    /// The JSON body of a chat completions request.
-    pub fn request_body(&self, request: &ChatRequest, stream: bool) -> Result<Value, LlmError> {
+    /// Refuses a request this server cannot take.
+    fn check_request(&self, request: &ChatRequest) -> Result<(), LlmError> {
         if request.messages.is_empty() {
             return Err(LlmError::InvalidRequest {
                 provider: self.upstream.provider.clone(),
@@ -144,6 +144,33 @@ impl OpenAiProvider {
                 feature: "n > 1 (several completions per request)".to_owned(),
             });
         }
+        Ok(())
+    }
+
+    /// The body of [`OpenAiProvider::request_body`] written straight to bytes, with no JSON
+    /// tree in between: what the request path sends (building the tree cost a visible share
+    /// of a proxied request's CPU). Same members and values; the order may differ.
+    pub fn request_bytes(&self, request: &ChatRequest, stream: bool) -> Result<Vec<u8>, LlmError> {
+        self.check_request(request)?;
+        let generation = match to_json(&self.upstream.provider, &request.generation)? {
+            Value::Object(generation) => generation,
+            _ => Map::new(),
+        };
+        let body = WireRequest {
+            request,
+            generation: &generation,
+            stream,
+            official: self.is_official(),
+        };
+        serde_json::to_vec(&body).map_err(|error| LlmError::InvalidRequest {
+            provider: self.upstream.provider.clone(),
+            reason: format!("cannot serialise the request: {error}"),
+        })
+    }
+
+    /// The JSON body of a chat completions request.
+    pub fn request_body(&self, request: &ChatRequest, stream: bool) -> Result<Value, LlmError> {
+        self.check_request(request)?;
         let mut body = Map::new();
         body.insert("model".into(), Value::from(request.model.clone()));
         body.insert(
@@ -282,6 +309,81 @@ pub(crate) fn output_text(message: &Message) -> String {
         text.push_str(&call.function.arguments);
     }
     text
+}
+
+/// A chat completions body as [`OpenAiProvider::request_body`] builds it, serialised in one
+/// pass: the same members, with `extra` filling only what the rest left unset.
+struct WireRequest<'a> {
+    request: &'a ChatRequest,
+    /// The generation config as JSON members (small; usually empty).
+    generation: &'a Map<String, Value>,
+    stream: bool,
+    /// OpenAI's own API: no `top_k`/`repetition_penalty`, `max_completion_tokens`.
+    official: bool,
+}
+
+impl WireRequest<'_> {
+    /// The body member a generation member is written as, if any.
+    fn generation_key<'k>(&self, key: &'k str) -> Option<&'k str> {
+        match key {
+            "top_k" | "repetition_penalty" if self.official => None,
+            "max_tokens" if self.official => Some("max_completion_tokens"),
+            _ => Some(key),
+        }
+    }
+
+    /// Whether `key` is written by something other than `extra`.
+    fn sets(&self, key: &str) -> bool {
+        let request = self.request;
+        match key {
+            "model" | "messages" => true,
+            "tools" => !request.tools.is_empty(),
+            "tool_choice" => request.tool_choice.is_some(),
+            "parallel_tool_calls" => request.parallel_tool_calls.is_some(),
+            "stream" if self.stream => true,
+            "stream_options" if self.stream && request.stream_options.include_usage => true,
+            _ => self
+                .generation
+                .keys()
+                .any(|member| self.generation_key(member) == Some(key)),
+        }
+    }
+}
+
+impl serde::Serialize for WireRequest<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let request = self.request;
+        let mut body = serializer.serialize_map(None)?;
+        body.serialize_entry("model", &request.model)?;
+        body.serialize_entry("messages", &request.messages)?;
+        if !request.tools.is_empty() {
+            body.serialize_entry("tools", &request.tools)?;
+        }
+        if let Some(choice) = &request.tool_choice {
+            body.serialize_entry("tool_choice", &choice.to_openai())?;
+        }
+        if let Some(parallel) = request.parallel_tool_calls {
+            body.serialize_entry("parallel_tool_calls", &parallel)?;
+        }
+        for (key, value) in self.generation {
+            if let Some(key) = self.generation_key(key) {
+                body.serialize_entry(key, value)?;
+            }
+        }
+        if self.stream {
+            body.serialize_entry("stream", &true)?;
+            if request.stream_options.include_usage {
+                body.serialize_entry("stream_options", &json!({"include_usage": true}))?;
+            }
+        }
+        for (key, value) in &request.extra {
+            if !self.sets(key) {
+                body.serialize_entry(key, value)?;
+            }
+        }
+        body.end()
+    }
 }
 
 fn to_json<T: serde::Serialize>(provider: &str, value: &T) -> Result<Value, LlmError> {
@@ -525,15 +627,15 @@ impl Provider for OpenAiProvider {
     }
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let body = self.request_body(request, false)?;
-        let (response, url) = self.post_chat(&body).await?;
+        let body = self.request_bytes(request, false)?;
+        let (response, url) = self.post_chat(body).await?;
         let bytes = self.upstream.read_body(url, response).await?;
         self.parse_body(request, bytes)
     }
 
     async fn stream(&self, request: &ChatRequest) -> Result<DeltaStream, LlmError> {
-        let body = self.request_body(request, true)?;
-        let (response, _) = self.post_chat(&body).await?;
+        let body = self.request_bytes(request, true)?;
+        let (response, _) = self.post_chat(body).await?;
         Ok(delta_stream(
             &self.upstream.provider,
             response,
@@ -617,6 +719,7 @@ impl Provider for OpenAiProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::ToolChoice;
     use promptops_core::generation::{GenerationConfig, ResponseFormat};
 
     fn provider(base_url: &str) -> OpenAiProvider {
@@ -627,6 +730,72 @@ mod tests {
             api_key_env: None,
         })
         .unwrap()
+    }
+
+    proptest::proptest! {
+        /// The bytes the request path sends are the body `request_body` builds, for any mix
+        /// of messages, tools, parameters, streaming and `extra` members (including ones that
+        /// collide with known fields), to OpenAI itself and to other servers.
+        #[test]
+        fn request_bytes_are_the_request_body(
+            texts in proptest::collection::vec("[a-z \"\\\\é]{0,12}", 1..4),
+            with_tool in proptest::bool::ANY,
+            choice in 0u8..5,
+            parallel in proptest::option::of(proptest::bool::ANY),
+            temperature in proptest::option::of(0.0f64..2.0),
+            max_tokens in proptest::option::of(1u32..500),
+            top_k in proptest::option::of(1u32..50),
+            seed in proptest::option::of(0i64..1000),
+            stop in proptest::option::of("[A-Z]{1,4}"),
+            extra_keys in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "model", "messages", "tools", "tool_choice", "parallel_tool_calls",
+                    "stream", "stream_options", "temperature", "max_tokens",
+                    "max_completion_tokens", "top_k", "seed", "stop", "user", "metadata",
+                ]),
+                0..5,
+            ),
+            stream in proptest::bool::ANY,
+            include_usage in proptest::bool::ANY,
+            official in proptest::bool::ANY,
+        ) {
+            let messages = texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| if i % 2 == 0 { Message::user(text.as_str()) } else { Message::assistant(text.as_str()) })
+                .collect();
+            let mut request = ChatRequest::new("m-1", messages);
+            if with_tool {
+                let tool = json!({"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}});
+                request.tools = vec![serde_json::from_value(tool).unwrap()];
+            }
+            request.tool_choice = match choice {
+                0 => None,
+                1 => Some(ToolChoice::Auto),
+                2 => Some(ToolChoice::None),
+                3 => Some(ToolChoice::Required),
+                _ => Some(ToolChoice::Function("lookup".into())),
+            };
+            request.parallel_tool_calls = parallel;
+            let mut generation = GenerationConfig::builder();
+            if let Some(value) = temperature { generation = generation.temperature(value); }
+            if let Some(value) = max_tokens { generation = generation.max_tokens(value); }
+            if let Some(value) = top_k { generation = generation.top_k(value); }
+            if let Some(value) = seed { generation = generation.seed(value); }
+            if let Some(value) = &stop { generation = generation.stop([value.as_str()]); }
+            request.generation = generation.build().unwrap();
+            for (i, key) in extra_keys.iter().enumerate() {
+                request.extra.insert((*key).to_owned(), json!(format!("extra-{i}")));
+            }
+            request.stream_options.include_usage = include_usage;
+            let server = provider(if official { OPENAI_BASE_URL } else { "http://127.0.0.1:1/v1" });
+            let bytes = server.request_bytes(&request, stream).unwrap();
+            let sent: Value = serde_json::from_slice(&bytes).unwrap();
+            // Both through the same text parse (which may round a float's last digit).
+            let built = serde_json::to_vec(&server.request_body(&request, stream).unwrap()).unwrap();
+            let built: Value = serde_json::from_slice(&built).unwrap();
+            proptest::prop_assert_eq!(sent, built);
+        }
     }
 
     #[test]

@@ -467,7 +467,7 @@ impl Runtime {
             );
             return Err(error);
         }
-        let output_check = self.check_schema(&prepared, &response.text());
+        let output_check = self.check_schema(&prepared, &response);
         let cost_usd = self.cost(&routed.target, &response.usage);
         let latency = started.elapsed();
         self.record(
@@ -877,11 +877,11 @@ impl Runtime {
     }
 
     /// Checks the reply text against the prompt's output schema.
-    fn check_schema(&self, prepared: &Prepared, text: &str) -> OutputCheck {
+    fn check_schema(&self, prepared: &Prepared, response: &ChatResponse) -> OutputCheck {
         let Some(validator) = prepared.prompt.as_ref().and_then(|p| p.validator.as_ref()) else {
             return OutputCheck::NotChecked;
         };
-        let value = match promptops_core::parse::extract_json(text) {
+        let value = match promptops_core::parse::extract_json(&response.text()) {
             Ok(value) => value,
             Err(error) => return OutputCheck::ParseError(error.to_string()),
         };
@@ -977,7 +977,7 @@ impl Runtime {
             );
             return Err(error);
         }
-        let check = self.check_schema(prepared, &response.text());
+        let check = self.check_schema(prepared, &response);
         let cost = self.cost(target, &response.usage);
         self.record(prepared, started, &response.usage, cost, true, &check);
         Ok(response)
@@ -1036,7 +1036,7 @@ impl Watch {
             None => {
                 let accumulator = std::mem::take(&mut self.accumulator);
                 let response = accumulator.finish("", "", "", Value::Null);
-                let check = self.runtime.check_schema(&self.prepared, &response.text());
+                let check = self.runtime.check_schema(&self.prepared, &response);
                 let cost = self.runtime.cost(&self.target, &response.usage);
                 self.runtime.record(
                     &self.prepared,
