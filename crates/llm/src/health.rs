@@ -25,9 +25,14 @@ impl Health {
     /// Folds one outcome into `target`'s score.
     pub fn record(&self, target: &str, success: bool) {
         let mut scores = self.lock();
-        let score = scores.entry(target.to_owned()).or_insert(1.0);
         let outcome = if success { 1.0 } else { 0.0 };
-        *score = (*score * (1.0 - ALPHA) + outcome * ALPHA).max(MIN_SCORE);
+        let update =
+            |score: &mut f64| *score = (*score * (1.0 - ALPHA) + outcome * ALPHA).max(MIN_SCORE);
+        // Looked up before inserting: the key is only allocated for a target's first outcome.
+        match scores.get_mut(target) {
+            Some(score) => update(score),
+            None => update(scores.entry(target.to_owned()).or_insert(1.0)),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, f64>> {

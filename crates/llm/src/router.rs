@@ -307,6 +307,10 @@ impl Router {
             .breakers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Looked up before inserting: the key is only allocated for a provider's first call.
+        if let Some(breaker) = breakers.get(provider) {
+            return Arc::clone(breaker);
+        }
         Arc::clone(
             breakers
                 .entry(provider.to_owned())
