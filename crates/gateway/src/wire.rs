@@ -104,12 +104,127 @@ fn model_of(map: &mut Map<String, Value>) -> Result<String, GatewayError> {
     }
 }
 
-/// Reads a chat completions body.
+/// Reads a chat completions body. The common shape is read typed straight from the bytes
+/// ([`Members`]); anything that path does not take (a type error, a duplicate member, a bad
+/// value) is read again through a JSON tree, which words the error and names the parameter.
 pub fn parse_chat(body: &[u8]) -> Result<ChatBody, GatewayError> {
+    match serde_json::from_slice::<Members>(body) {
+        Ok(members) => {
+            if let Some(model) = members.model.filter(|model| !model.trim().is_empty())
+                && let Ok(read) = chat_body(
+                    model,
+                    members.messages,
+                    members.tools.unwrap_or_default(),
+                    members.stream.unwrap_or(false),
+                    members.rest,
+                )
+            {
+                return Ok(read);
+            }
+            parse_chat_tree(body)
+        }
+        Err(_) => parse_chat_tree(body),
+    }
+}
+
+/// The members of a chat body that the request path reads typed from the bytes, and the
+/// rest as JSON values; `null` members count as absent, as [`object`] drops them. A repeated
+/// member is an error here, so the tree path decides it (the last one wins there).
+struct Members {
+    model: Option<String>,
+    messages: Option<Vec<Message>>,
+    tools: Option<Vec<Tool>>,
+    stream: Option<bool>,
+    rest: Map<String, Value>,
+}
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Members, D::Error> {
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> serde::de::Visitor<'de> for MembersVisitor {
+    type Value = Members;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Members, A::Error> {
+        use serde::de::Error;
+        fn once<T, E: Error>(
+            slot: &mut Option<Option<T>>,
+            value: Option<T>,
+            key: &str,
+        ) -> Result<(), E> {
+            if slot.is_some() {
+                return Err(E::custom(format_args!("duplicate member `{key}`")));
+            }
+            *slot = Some(value);
+            Ok(())
+        }
+        let (mut model, mut messages, mut tools, mut stream) = (None, None, None, None);
+        let mut rest = Map::new();
+        while let Some(key) = access.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "model" => once(&mut model, access.next_value()?, "model")?,
+                "messages" => once(&mut messages, access.next_value()?, "messages")?,
+                "tools" => once(&mut tools, access.next_value()?, "tools")?,
+                "stream" => once(&mut stream, access.next_value()?, "stream")?,
+                _ => {
+                    let value: Value = access.next_value()?;
+                    if rest.contains_key(key.as_ref()) {
+                        return Err(A::Error::custom(format_args!("duplicate member `{key}`")));
+                    }
+                    if !value.is_null() {
+                        rest.insert(key.into_owned(), value);
+                    }
+                }
+            }
+        }
+        Ok(Members {
+            model: model.flatten(),
+            messages: messages.flatten(),
+            tools: tools.flatten(),
+            stream: stream.flatten(),
+            rest,
+        })
+    }
+}
+
+/// [`parse_chat`] through a JSON tree: slower, and every error names its parameter.
+fn parse_chat_tree(body: &[u8]) -> Result<ChatBody, GatewayError> {
     let mut map = object(body)?;
     let model = model_of(&mut map)?;
-    let messages: Vec<Message> = match map.remove("messages") {
-        Some(value) => field("messages", value)?,
+    let messages: Option<Vec<Message>> = match map.remove("messages") {
+        Some(value) => Some(field("messages", value)?),
+        None => None,
+    };
+    let tools: Vec<Tool> = match map.remove("tools") {
+        Some(value) => field("tools", value)?,
+        None => Vec::new(),
+    };
+    let stream: bool = match map.remove("stream") {
+        Some(value) => field("stream", value)?,
+        None => false,
+    };
+    chat_body(model, messages, tools, stream, map)
+}
+
+/// The rest of a chat body, once `model`, `messages`, `tools` and `stream` are read; `map`
+/// holds the other (non-null) members.
+fn chat_body(
+    model: String,
+    messages: Option<Vec<Message>>,
+    tools: Vec<Tool>,
+    stream: bool,
+    mut map: Map<String, Value>,
+) -> Result<ChatBody, GatewayError> {
+    let messages = match messages {
+        Some(messages) => messages,
         // A prompt reference brings its own messages; extra ones are appended after them.
         None if model.starts_with("prompt:") => Vec::new(),
         None => {
@@ -118,10 +233,6 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatBody, GatewayError> {
                 "missing required parameter `messages`",
             ));
         }
-    };
-    let tools: Vec<Tool> = match map.remove("tools") {
-        Some(value) => field("tools", value)?,
-        None => Vec::new(),
     };
     let tool_choice = match map.remove("tool_choice") {
         Some(value) => Some(ToolChoice::from_openai(&value).ok_or_else(|| {
@@ -135,10 +246,6 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatBody, GatewayError> {
     let parallel_tool_calls: Option<bool> = match map.remove("parallel_tool_calls") {
         Some(value) => Some(field("parallel_tool_calls", value)?),
         None => None,
-    };
-    let stream: bool = match map.remove("stream") {
-        Some(value) => field("stream", value)?,
-        None => false,
     };
     let include_usage = match map.remove("stream_options") {
         Some(Value::Object(options)) => match options.get("include_usage") {
@@ -605,6 +712,45 @@ mod tests {
         );
         assert_eq!(bad("[1]"), None);
         assert_eq!(bad("{nope"), None);
+    }
+
+    proptest::proptest! {
+        /// The typed fast path reads every body exactly as the JSON-tree path does: the same
+        /// request, or the same error. Bodies start valid (model and messages) more often
+        /// than not, then mix in valid and invalid values, `null`s, unknown and repeated
+        /// members.
+        #[test]
+        fn fast_and_tree_paths_agree(
+            valid_start in proptest::bool::weighted(0.7),
+            members in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "model", "messages", "tools", "stream", "temperature", "user",
+                        "stream_options", "tool_choice", "max_tokens", "documents", "x\\u0041",
+                        "metadata",
+                    ]),
+                    proptest::sample::select(vec![
+                        r#""gpt""#, r#""prompt:p""#, r#""  ""#, "null", "7", "true", "1.5",
+                        r#"[{"role":"user","content":"hi"}]"#,
+                        r#"[{"role":"wizard","content":"x"}]"#,
+                        r#"[{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]}]"#,
+                        r#"[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]"#,
+                        r#"{"include_usage":true}"#, r#""auto""#, "[]", "{}", r#""u-\u00e9""#,
+                    ]),
+                ),
+                0..6,
+            ),
+        ) {
+            let mut parts = Vec::new();
+            if valid_start {
+                parts.push(r#""model":"gpt","messages":[{"role":"user","content":"hi"}]"#.to_owned());
+            }
+            parts.extend(members.iter().map(|(key, value)| format!("\"{key}\":{value}")));
+            let body = format!("{{{}}}", parts.join(","));
+            let fast = format!("{:?}", parse_chat(body.as_bytes()));
+            let tree = format!("{:?}", parse_chat_tree(body.as_bytes()));
+            proptest::prop_assert_eq!(fast, tree, "body {}", body);
+        }
     }
 
     #[test]
