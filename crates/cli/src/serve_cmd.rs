@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// port 0 picks a free port, printed at start).
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Server threads, each with its own runtime (default: the config's `[server] workers`,
+    /// else one per CPU).
+    #[arg(long, value_name = "N")]
+    workers: Option<std::num::NonZeroUsize>,
     /// Serve on a non-loopback address without API keys (anyone who can connect may spend).
     #[arg(long)]
     allow_unauthenticated: bool,
@@ -58,6 +62,9 @@ pub fn run(
         (None, None) => Some(registry_cmd::database_url(None)?),
     };
     let listen = args.listen.unwrap_or(config.listen);
+    if let Some(workers) = args.workers {
+        config.workers = workers;
+    }
     promptops_gateway::check_bind(
         listen,
         !config.access.keys.is_empty(),
@@ -79,8 +86,7 @@ async fn serve(config: GatewayConfig, listen: SocketAddr) -> anyhow::Result<()> 
     let state = AppState::from_config(&config, providers)
         .await
         .context("cannot start the gateway")?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
+    let listener = std::net::TcpListener::bind(listen)
         .with_context(|| format!("cannot listen on {listen}"))?;
     let bound = listener
         .local_addr()
@@ -88,7 +94,10 @@ async fn serve(config: GatewayConfig, listen: SocketAddr) -> anyhow::Result<()> 
     status(format_args!(
         "promptops: serving the OpenAI-compatible API on http://{bound}/v1"
     ));
-    status(format_args!("promptops: providers: {provider_names}"));
+    status(format_args!(
+        "promptops: providers: {provider_names}; {} server thread(s)",
+        config.workers
+    ));
     if keys == 0 {
         status(format_args!(
             "promptops: no API keys configured: accepting unauthenticated requests"
@@ -100,7 +109,7 @@ async fn serve(config: GatewayConfig, listen: SocketAddr) -> anyhow::Result<()> 
     let background = state.spawn_background(stop, |error| {
         status(format_args!("promptops: background task: {error}"));
     });
-    promptops_gateway::serve(listener, state, shutdown_signal())
+    promptops_gateway::serve_workers(listener, config.workers, state, shutdown_signal())
         .await
         .context("gateway failed")?;
     let _ = stop_sender.send(true);

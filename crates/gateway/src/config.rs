@@ -6,6 +6,7 @@
 //! database_url = "sqlite:///var/lib/promptops/registry.db"
 //! [server]
 //! listen = "127.0.0.1:8080"
+//! workers = 2                      # server threads (default: one per CPU)
 //! max_body_bytes = 4194304
 //! refresh_interval_ms = 1000       # prompt routing refresh and metrics flush
 //! [[providers]]
@@ -20,6 +21,7 @@
 //! ```
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use promptops_access::{AccessConfig, AccessError};
@@ -68,6 +70,14 @@ pub struct RawConfig {
     pub cache: Option<toml::Value>,
 }
 
+/// Most server threads accepted (far more than any machine has cores).
+const MAX_WORKERS: usize = 1024;
+
+/// One server thread per CPU the process may use.
+fn default_workers() -> NonZeroUsize {
+    std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
+}
+
 /// `[server]` as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +85,9 @@ pub struct RawServer {
     /// `HOST:PORT` to listen on.
     #[serde(default)]
     pub listen: Option<String>,
+    /// Server threads, each with its own runtime (default: one per CPU).
+    #[serde(default)]
+    pub workers: Option<usize>,
     /// Largest request body accepted, in bytes.
     #[serde(default)]
     pub max_body_bytes: Option<usize>,
@@ -88,6 +101,8 @@ pub struct RawServer {
 pub struct GatewayConfig {
     /// Where to listen.
     pub listen: SocketAddr,
+    /// Server threads (`promptops serve`), each with its own runtime.
+    pub workers: NonZeroUsize,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Routing refresh and metrics flush interval.
@@ -109,6 +124,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: default_workers(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             refresh_interval: Duration::from_millis(DEFAULT_REFRESH_MS),
             llm: LlmConfig::local_only(),
@@ -179,6 +195,15 @@ impl GatewayConfig {
             key: "server.listen".to_owned(),
             reason: format!("`{listen_text}` is not HOST:PORT with a numeric IP address"),
         })?;
+        let workers = match raw.server.workers {
+            None => default_workers(),
+            Some(count) => NonZeroUsize::new(count)
+                .filter(|count| count.get() <= MAX_WORKERS)
+                .ok_or_else(|| GatewayError::Config {
+                    key: "server.workers".to_owned(),
+                    reason: format!("must be between 1 and {MAX_WORKERS}, got {count}"),
+                })?,
+        };
         let max_body_bytes = raw
             .server
             .max_body_bytes
@@ -247,6 +272,7 @@ impl GatewayConfig {
         }
         Ok(GatewayConfig {
             listen,
+            workers,
             max_body_bytes,
             refresh_interval: Duration::from_millis(refresh_ms),
             llm,
@@ -298,6 +324,7 @@ retries = 1
         .unwrap();
         assert_eq!(config.llm.routes[0].name, "fast");
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.workers, default_workers());
         assert!(!config.guard.enabled);
     }
 
@@ -306,6 +333,8 @@ retries = 1
         check_err("[server]\nlisten = \"nowhere\"\n", "server.listen");
         check_err("[server]\nlistn = \"x\"\n", "server");
         check_err("[server]\nmax_body_bytes = 10\n", "server.max_body_bytes");
+        check_err("[server]\nworkers = 0\n", "server.workers");
+        check_err("[server]\nworkers = 100000\n", "server.workers");
         check_err(
             "[[providers]]\nname = \"u\"\nkind = \"nope\"\n",
             "providers[0]",

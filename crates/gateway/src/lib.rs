@@ -220,22 +220,84 @@ pub fn check_bind(
     }
 }
 
+/// Small responses and SSE events go out as soon as they are written: without TCP_NODELAY a
+/// write that follows an unacknowledged one waits for the peer's delayed ACK (up to 40 ms).
+fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
+}
+
 /// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests and
-/// streams and flushes the recorded prompt metrics.
+/// streams and flushes the recorded prompt metrics. Runs on the caller's runtime; the server
+/// binary uses [`serve_workers`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let app = router(state.clone());
-    // Small responses and SSE events go out as soon as they are written: without TCP_NODELAY a
-    // write that follows an unacknowledged one waits for the peer's delayed ACK (up to 40 ms).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
+    axum::serve(listener.tap_io(no_delay), app)
         .with_graceful_shutdown(shutdown)
         .await?;
+    state.runtime().flush_metrics().await?;
+    Ok(())
+}
+
+/// [`serve`] on `workers` threads, each with its own single-threaded runtime accepting from
+/// the shared listening socket: a connection, its requests, their upstream calls (one
+/// connection pool per thread) and their spawned tasks all stay on one core. Against tokio's
+/// work-stealing pool this saves the cross-thread wake-ups of every request (the reference
+/// proxy: ~30% less CPU per request, ~30% more throughput on two cores). State (registry,
+/// caches, limits, metrics) is shared. On `shutdown` every worker stops accepting and drains
+/// its connections; then the prompt metrics are flushed. A worker that fails stops the others
+/// and its error is returned.
+pub async fn serve_workers(
+    listener: std::net::TcpListener,
+    workers: std::num::NonZeroUsize,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    listener.set_nonblocking(true)?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (finished_sender, mut finished) = tokio::sync::mpsc::unbounded_channel();
+    for index in 0..workers.get() {
+        let socket = listener.try_clone()?;
+        let app = router(state.clone());
+        let mut stopped = stopped.clone();
+        let finished = finished_sender.clone();
+        std::thread::Builder::new()
+            .name(format!("promptops-worker-{index}"))
+            .spawn(move || {
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|runtime| {
+                        runtime.block_on(async move {
+                            let listener = tokio::net::TcpListener::from_std(socket)?;
+                            axum::serve(listener.tap_io(no_delay), app)
+                                .with_graceful_shutdown(async move {
+                                    let _ = stopped.wait_for(|stop| *stop).await;
+                                })
+                                .await
+                        })
+                    });
+                let _ = finished.send(result);
+            })?;
+    }
+    drop(finished_sender);
+    // Until shutdown, or until a worker ends on its own (an error: they only end when told).
+    let mut outcome = tokio::select! {
+        () = shutdown => Ok(()),
+        Some(result) = finished.recv() => {
+            result.and(Err(std::io::Error::other("a server worker stopped")))
+        }
+    };
+    let _ = stop.send(true);
+    while let Some(result) = finished.recv().await {
+        if outcome.is_ok() {
+            outcome = result;
+        }
+    }
+    outcome?;
     state.runtime().flush_metrics().await?;
     Ok(())
 }
