@@ -32,6 +32,7 @@ connections=("$@")
 
 cargo build --release --quiet -p promptops-cli -p promptops-gateway --bin promptops \
   --example mock_upstream --example reference_proxy
+bin=${CARGO_TARGET_DIR:-target}/release
 work=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -53,9 +54,9 @@ cpu_of() { awk -v tck="$(getconf CLK_TCK)" '{ printf "%.4f", ($14 + $15) / tck }
 upstream_port=$(free_port)
 proxy_port=$(free_port)
 gateway_port=$(free_port)
-target/release/examples/mock_upstream "127.0.0.1:$upstream_port" 2>/dev/null &
+"$bin/examples/mock_upstream" "127.0.0.1:$upstream_port" 2>/dev/null &
 upstream_pid=$!; pids+=("$upstream_pid")
-target/release/examples/reference_proxy "127.0.0.1:$proxy_port" "http://127.0.0.1:$upstream_port" 2>/dev/null &
+"$bin/examples/reference_proxy" "127.0.0.1:$proxy_port" "http://127.0.0.1:$upstream_port" 2>/dev/null &
 proxy_pid=$!; pids+=("$proxy_pid")
 cat > "$work/promptops.toml" <<TOML
 [server]
@@ -66,7 +67,7 @@ name = "mock"
 kind = "openai"
 base_url = "http://127.0.0.1:$upstream_port/v1"
 TOML
-PROMPTOPS_LOG=off target/release/promptops --database-url "sqlite://$work/registry.db" \
+PROMPTOPS_LOG=off "$bin/promptops" --database-url "sqlite://$work/registry.db" \
   --config "$work/promptops.toml" serve 2>"$work/gateway.log" &
 gateway_pid=$!; pids+=("$gateway_pid")
 wait_port "$upstream_port" "$upstream_pid"
