@@ -52,10 +52,10 @@ impl std::fmt::Debug for RemoteSettings {
 pub struct OpenAiProvider {
     upstream: Upstream,
     base_url: String,
-    /// `BASE/chat/completions`, and that parsed once: `Err` when it does not parse (each
-    /// call then fails with that error).
+    /// `BASE/chat/completions`, and that parsed once (`None` when it does not parse: each
+    /// call then fails with the parse error).
     chat_url: String,
-    chat_uri: Result<http::Uri, String>,
+    chat_uri: Option<http::Uri>,
     kind: ProviderKind,
     capabilities: Capabilities,
 }
@@ -88,9 +88,7 @@ impl OpenAiProvider {
         Ok(OpenAiProvider {
             upstream: Upstream::new(settings)?,
             base_url: settings.base_url.clone(),
-            chat_uri: chat_url
-                .parse::<http::Uri>()
-                .map_err(|error| format!("`{chat_url}` is not a valid URL: {error}")),
+            chat_uri: chat_url.parse::<http::Uri>().ok(),
             chat_url,
             kind,
             capabilities,
@@ -99,20 +97,19 @@ impl OpenAiProvider {
 
     /// POSTs a chat completions body; gives the response and the URL it went to.
     async fn post_chat(&self, body: Vec<u8>) -> Result<(UpstreamResponse, &str), LlmError> {
-        match &self.chat_uri {
-            Ok(uri) => Ok((
-                self.upstream
-                    .post_bytes_uri(uri, &self.chat_url, self.auth_headers()?, body)
-                    .await?,
-                self.chat_url.as_str(),
-            )),
-            Err(reason) => Err(LlmError::Connect {
-                reason: reason.clone(),
-                provider: self.upstream.provider.clone(),
-                url: self.chat_url.clone(),
-                attempt: 1,
-            }),
-        }
+        let parsed;
+        let uri = match &self.chat_uri {
+            Some(uri) => uri,
+            None => {
+                parsed = self.upstream.parse_url(&self.chat_url)?;
+                &parsed
+            }
+        };
+        let response = self
+            .upstream
+            .post_bytes_uri(uri, &self.chat_url, self.auth_headers()?, body)
+            .await?;
+        Ok((response, self.chat_url.as_str()))
     }
 
     /// Whether this is OpenAI's own API, which rejects parameters other servers take.
@@ -147,72 +144,54 @@ impl OpenAiProvider {
         Ok(())
     }
 
-    /// The body of [`OpenAiProvider::request_body`] written straight to bytes, with no JSON
-    /// tree in between: what the request path sends (building the tree cost a visible share
-    /// of a proxied request's CPU). Same members and values; the order may differ.
-    pub fn request_bytes(&self, request: &ChatRequest, stream: bool) -> Result<Vec<u8>, LlmError> {
-        self.check_request(request)?;
-        let generation = match to_json(&self.upstream.provider, &request.generation)? {
-            Value::Object(generation) => generation,
-            _ => Map::new(),
-        };
-        let body = WireRequest {
-            request,
-            generation: &generation,
-            stream,
-            official: self.is_official(),
-        };
-        serde_json::to_vec(&body).map_err(|error| LlmError::InvalidRequest {
-            provider: self.upstream.provider.clone(),
-            reason: format!("cannot serialise the request: {error}"),
-        })
+    /// The chat completions body (a JSON tree, for inspection; the request path sends
+    /// [`OpenAiProvider::request_bytes`]).
+    pub fn request_body(&self, request: &ChatRequest, stream: bool) -> Result<Value, LlmError> {
+        let generation = self.generation_members(request)?;
+        serde_json::to_value(self.wire(request, &generation, stream))
+            .map_err(|error| self.serialise_error(&error))
     }
 
-    /// The JSON body of a chat completions request.
-    pub fn request_body(&self, request: &ChatRequest, stream: bool) -> Result<Value, LlmError> {
+    /// The body of [`OpenAiProvider::request_body`] written straight to bytes, with no JSON
+    /// tree in between: what the request path sends (building the tree cost a visible share
+    /// of a proxied request's CPU).
+    pub fn request_bytes(&self, request: &ChatRequest, stream: bool) -> Result<Vec<u8>, LlmError> {
+        let generation = self.generation_members(request)?;
+        serde_json::to_vec(&self.wire(request, &generation, stream))
+            .map_err(|error| self.serialise_error(&error))
+    }
+
+    /// Checks `request` and gives its generation config as JSON members (small; usually
+    /// none).
+    fn generation_members(&self, request: &ChatRequest) -> Result<Map<String, Value>, LlmError> {
         self.check_request(request)?;
-        let mut body = Map::new();
-        body.insert("model".into(), Value::from(request.model.clone()));
-        body.insert(
-            "messages".into(),
-            to_json(&self.upstream.provider, &request.messages)?,
-        );
-        if !request.tools.is_empty() {
-            body.insert(
-                "tools".into(),
-                to_json(&self.upstream.provider, &request.tools)?,
-            );
+        Ok(
+            match to_json(&self.upstream.provider, &request.generation)? {
+                Value::Object(generation) => generation,
+                _ => Map::new(),
+            },
+        )
+    }
+
+    fn wire<'a>(
+        &self,
+        request: &'a ChatRequest,
+        generation: &'a Map<String, Value>,
+        stream: bool,
+    ) -> WireRequest<'a> {
+        WireRequest {
+            request,
+            generation,
+            stream,
+            official: self.is_official(),
         }
-        if let Some(choice) = &request.tool_choice {
-            body.insert("tool_choice".into(), choice.to_openai());
+    }
+
+    fn serialise_error(&self, error: &serde_json::Error) -> LlmError {
+        LlmError::InvalidRequest {
+            provider: self.upstream.provider.clone(),
+            reason: format!("cannot serialise the request: {error}"),
         }
-        if let Some(parallel) = request.parallel_tool_calls {
-            body.insert("parallel_tool_calls".into(), Value::from(parallel));
-        }
-        if let Value::Object(generation) = to_json(&self.upstream.provider, &request.generation)? {
-            let official = self.is_official();
-            for (key, value) in generation {
-                match key.as_str() {
-                    "top_k" | "repetition_penalty" if official => {}
-                    "max_tokens" if official => {
-                        body.insert("max_completion_tokens".into(), value);
-                    }
-                    _ => {
-                        body.insert(key, value);
-                    }
-                }
-            }
-        }
-        if stream {
-            body.insert("stream".into(), Value::Bool(true));
-            if request.stream_options.include_usage {
-                body.insert("stream_options".into(), json!({"include_usage": true}));
-            }
-        }
-        for (key, value) in &request.extra {
-            body.entry(key.clone()).or_insert_with(|| value.clone());
-        }
-        Ok(Value::Object(body))
     }
 
     /// Reads a chat completions response body, typed straight from the bytes (no JSON tree);
@@ -311,8 +290,9 @@ pub(crate) fn output_text(message: &Message) -> String {
     text
 }
 
-/// A chat completions body as [`OpenAiProvider::request_body`] builds it, serialised in one
-/// pass: the same members, with `extra` filling only what the rest left unset.
+/// A chat completions body, serialised in one pass (to bytes or to a JSON tree): the
+/// request's members, generation parameters renamed or dropped for OpenAI's own API, and
+/// `extra` filling only what the rest left unset.
 struct WireRequest<'a> {
     request: &'a ChatRequest,
     /// The generation config as JSON members (small; usually empty).
@@ -732,10 +712,60 @@ mod tests {
         .unwrap()
     }
 
+    /// The body as the provider built it before `WireRequest`: members inserted into a map,
+    /// `extra` only where the map has no member yet. The independent oracle of the property
+    /// test below.
+    fn reference_body(server: &OpenAiProvider, request: &ChatRequest, stream: bool) -> Value {
+        let mut body = Map::new();
+        body.insert("model".into(), Value::from(request.model.clone()));
+        body.insert(
+            "messages".into(),
+            to_json(&server.upstream.provider, &request.messages).unwrap(),
+        );
+        if !request.tools.is_empty() {
+            body.insert(
+                "tools".into(),
+                to_json(&server.upstream.provider, &request.tools).unwrap(),
+            );
+        }
+        if let Some(choice) = &request.tool_choice {
+            body.insert("tool_choice".into(), choice.to_openai());
+        }
+        if let Some(parallel) = request.parallel_tool_calls {
+            body.insert("parallel_tool_calls".into(), Value::from(parallel));
+        }
+        if let Value::Object(generation) =
+            to_json(&server.upstream.provider, &request.generation).unwrap()
+        {
+            let official = server.is_official();
+            for (key, value) in generation {
+                match key.as_str() {
+                    "top_k" | "repetition_penalty" if official => {}
+                    "max_tokens" if official => {
+                        body.insert("max_completion_tokens".into(), value);
+                    }
+                    _ => {
+                        body.insert(key, value);
+                    }
+                }
+            }
+        }
+        if stream {
+            body.insert("stream".into(), Value::Bool(true));
+            if request.stream_options.include_usage {
+                body.insert("stream_options".into(), json!({"include_usage": true}));
+            }
+        }
+        for (key, value) in &request.extra {
+            body.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+        Value::Object(body)
+    }
+
     proptest::proptest! {
-        /// The bytes the request path sends are the body `request_body` builds, for any mix
-        /// of messages, tools, parameters, streaming and `extra` members (including ones that
-        /// collide with known fields), to OpenAI itself and to other servers.
+        /// The bytes the request path sends are the body the map-building reference gives,
+        /// for any mix of messages, tools, parameters, streaming and `extra` members
+        /// (including ones that collide with known fields), to OpenAI itself and to others.
         #[test]
         fn request_bytes_are_the_request_body(
             texts in proptest::collection::vec("[a-z \"\\\\é]{0,12}", 1..4),
@@ -792,7 +822,7 @@ mod tests {
             let bytes = server.request_bytes(&request, stream).unwrap();
             let sent: Value = serde_json::from_slice(&bytes).unwrap();
             // Both through the same text parse (which may round a float's last digit).
-            let built = serde_json::to_vec(&server.request_body(&request, stream).unwrap()).unwrap();
+            let built = serde_json::to_vec(&reference_body(&server, &request, stream)).unwrap();
             let built: Value = serde_json::from_slice(&built).unwrap();
             proptest::prop_assert_eq!(sent, built);
         }
