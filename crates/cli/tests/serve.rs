@@ -374,3 +374,164 @@ fn a_semantic_cache_without_a_callable_embedding_model_is_refused_at_start() {
     );
     assert!(stderr.contains("nowhere"), "{stderr}");
 }
+
+/// A loopback OpenAI-compatible upstream that answers slowly: streams five one-letter deltas
+/// 150 ms apart, and a whole answer after 600 ms. It signals `received` on each request so the
+/// test knows the request is in flight.
+async fn slow_upstream(received: tokio::sync::mpsc::UnboundedSender<bool>) -> String {
+    use axum::body::Body;
+    use axum::response::IntoResponse;
+    use std::time::Duration;
+
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let received = received.clone();
+            async move {
+                let stream = body["stream"].as_bool().unwrap_or(false);
+                let _ = received.send(stream);
+                if !stream {
+                    tokio::time::sleep(Duration::from_millis(600)).await;
+                    return axum::Json(json!({
+                        "id": "chatcmpl-slow",
+                        "object": "chat.completion",
+                        "created": 1,
+                        "model": "m",
+                        "choices": [{
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "whole"},
+                            "finish_reason": "stop"
+                        }],
+                        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+                    }))
+                    .into_response();
+                }
+                let events = futures_util::stream::unfold(0usize, |step| async move {
+                    let chunk = |delta: Value, finish: Value| {
+                        let chunk = json!({
+                            "id": "chatcmpl-slow",
+                            "object": "chat.completion.chunk",
+                            "created": 1,
+                            "model": "m",
+                            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+                        });
+                        format!("data: {chunk}\n\n")
+                    };
+                    let event = match step {
+                        0..=4 => {
+                            tokio::time::sleep(Duration::from_millis(150)).await;
+                            let letter = char::from(b'a' + u8::try_from(step).unwrap());
+                            chunk(json!({"content": letter.to_string()}), Value::Null)
+                        }
+                        5 => chunk(json!({}), json!("stop")),
+                        6 => "data: [DONE]\n\n".to_owned(),
+                        _ => return None,
+                    };
+                    Some((Ok::<_, std::io::Error>(event), step + 1))
+                });
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+                    Body::from_stream(events),
+                )
+                    .into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/v1")
+}
+
+/// SIGTERM while a stream and a slow answer are in flight on both workers: both finish whole,
+/// then the process exits cleanly.
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_and_streams() {
+    let (received, mut requests) = tokio::sync::mpsc::unbounded_channel();
+    let upstream = slow_upstream(received).await;
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("registry.db").display());
+    let config = dir.path().join("promptops.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nworkers = 2\n\n[[providers]]\nname = \"slow\"\nkind = \"openai\"\n\
+             base_url = \"{upstream}\"\n\n[[routes]]\nname = \"slow\"\ntargets = [\"slow/m\"]\n\
+             timeout_ms = 20000\n"
+        ),
+    )
+    .unwrap();
+    let mut server = start_with(&database_url, &["--config", config.to_str().unwrap()]);
+    let chat = format!("{}/v1/chat/completions", server.base);
+
+    let streamed = reqwest::Client::new()
+        .post(&chat)
+        .json(&json!({"model": "slow", "stream": true,
+                      "messages": [{"role": "user", "content": "spell"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 200);
+    let whole = tokio::spawn(
+        reqwest::Client::new()
+            .post(&chat)
+            .json(&json!({"model": "slow", "messages": [{"role": "user", "content": "hi"}]}))
+            .send(),
+    );
+    let mut kinds = vec![
+        requests.recv().await.unwrap(),
+        requests.recv().await.unwrap(),
+    ];
+    kinds.sort_unstable();
+    assert_eq!(kinds, [false, true], "both requests reached the upstream");
+
+    let terminated = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+
+    let text = streamed.text().await.unwrap();
+    let letters: String = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter(|data| *data != "[DONE]")
+        .filter_map(|data| {
+            let chunk: Value = serde_json::from_str(data).unwrap();
+            chunk["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(letters, "abcde", "{text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    let whole: Value = whole.await.unwrap().unwrap().json().await.unwrap();
+    assert_eq!(whole["choices"][0]["message"]["content"], "whole");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve still running 30 s after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    // The stderr reader may still be catching up with the last lines.
+    for _ in 0..100 {
+        if server
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line == "promptops: stopped")
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no `promptops: stopped`: {:?}", server.log.lock().unwrap());
+}

@@ -1,8 +1,8 @@
 //! The reference for the gateway load benchmark (scripts/bench-gateway.sh): the least a proxy
 //! built on the gateway's own HTTP stack (axum server, hyper's pooled client, one runtime per
-//! core) can do. It copies each request body to the upstream and the upstream's body back,
-//! with no parsing, routing, metrics or logging, so its CPU per request is the floor of two
-//! HTTP hops on this machine.
+//! core fed by the gateway's acceptor) can do. It copies each request body to the upstream and
+//! the upstream's body back, with no parsing, routing, metrics or logging, so its CPU per
+//! request is the floor of two HTTP hops on this machine.
 //! Usage: `reference_proxy LISTEN UPSTREAM_BASE_URL`, e.g.
 //! `reference_proxy 127.0.0.1:18091 http://127.0.0.1:18090`.
 #![allow(clippy::print_stderr)]
@@ -11,14 +11,23 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{Request, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use promptops_gateway::workers::serve_on_workers;
+use tokio_util::task::TaskTracker;
+
+std::thread_local! {
+    /// One upstream connection pool per worker thread, as in the gateway.
+    static CLIENT: Client<HttpConnector, Full<Bytes>> = {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector)
+    };
+}
 
 #[derive(Clone)]
 struct Upstream {
-    client: Client<HttpConnector, Full<Bytes>>,
     base: String,
 }
 
@@ -31,7 +40,7 @@ async fn forward(State(upstream): State<Upstream>, uri: Uri, body: Bytes) -> Res
         Ok(request) => request,
         Err(error) => return (StatusCode::BAD_GATEWAY, error.to_string()).into_response(),
     };
-    let answer = match upstream.client.request(request).await {
+    let answer = match CLIENT.with(|client| client.request(request)).await {
         Ok(answer) => answer,
         Err(error) => return (StatusCode::BAD_GATEWAY, error.to_string()).into_response(),
     };
@@ -47,8 +56,8 @@ async fn forward(State(upstream): State<Upstream>, uri: Uri, body: Bytes) -> Res
     }
 }
 
-/// Like `promptops serve`: one single-threaded runtime per core accepting from the shared
-/// socket, each with its own upstream connection pool.
+/// Like `promptops serve`: one single-threaded runtime per core, fed by the same acceptor
+/// (`promptops_gateway::workers`), each with its own upstream connection pool.
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:18091".to_owned());
@@ -56,36 +65,19 @@ fn main() -> std::io::Result<()> {
         .next()
         .unwrap_or_else(|| "http://127.0.0.1:18090".to_owned());
     let listener = std::net::TcpListener::bind(&listen)?;
-    listener.set_nonblocking(true)?;
     eprintln!("reference proxy on http://{listen}");
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut threads = Vec::new();
-    for _ in 0..workers {
-        let socket = listener.try_clone()?;
-        let base = base.clone();
-        threads.push(std::thread::spawn(move || -> std::io::Result<()> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async move {
-                let mut connector = HttpConnector::new();
-                connector.set_nodelay(true);
-                let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
-                let app = axum::Router::new()
-                    .route("/v1/chat/completions", axum::routing::post(forward))
-                    .with_state(Upstream { client, base });
-                // TCP_NODELAY as the gateway (and most production servers) set it.
-                let listener = tokio::net::TcpListener::from_std(socket)?.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                axum::serve(listener, app).await
-            })
-        }));
-    }
-    for thread in threads {
-        thread
-            .join()
-            .map_err(|_| std::io::Error::other("a worker panicked"))??;
-    }
-    Ok(())
+    let workers = std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN);
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(forward))
+        .with_state(Upstream { base });
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve_on_workers(
+            listener,
+            workers,
+            app,
+            TaskTracker::new(),
+            std::future::pending(),
+        ))
 }

@@ -217,7 +217,7 @@ fn settle(state: &AppState, caller: &Caller, tokens: u64, cost: Option<f64>) {
         return;
     };
     let limiter = state.limiter().clone();
-    tokio::spawn(async move {
+    state.tasks().spawn(async move {
         let _ = limiter.record_tokens(&key.name, tokens).await;
         if let Some(cost) = cost {
             let _ = limiter.record_spend(&key.name, cost).await;
@@ -455,7 +455,7 @@ fn store_in_caches(
     }
     let cache = cache.clone();
     let ttl = *ttl;
-    tokio::spawn(async move {
+    state.tasks().spawn(async move {
         let _ = cache.put(&key, bytes, ttl).await;
     });
 }

@@ -10,6 +10,7 @@ use promptops_registry::Registry;
 use promptops_runtime::{Runtime, RuntimeError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
@@ -32,6 +33,9 @@ struct Inner {
     limiter: Limiter,
     cache: Option<(ExactCache, Duration)>,
     semantic: Option<(Arc<SemanticCache>, String)>,
+    /// Tasks requests spawn (charging keys, filling caches, alert webhooks): shutdown waits
+    /// for them, so a stopping server still charges what it served.
+    tasks: TaskTracker,
 }
 
 impl AppState {
@@ -48,6 +52,7 @@ impl AppState {
                 limiter: Limiter::Memory(Arc::new(MemoryLimiter::new(Arc::new(SystemClock)))),
                 cache: None,
                 semantic: None,
+                tasks: TaskTracker::new(),
             }),
         }
     }
@@ -82,11 +87,13 @@ impl AppState {
             });
         }
         let metrics = GatewayMetrics::new();
+        let tasks = TaskTracker::new();
         let mut builder = Runtime::builder(Arc::new(router))
             .guard(config.guard.clone())
             .on_guard_alert(alert_sink(
                 &metrics,
                 config.guard.alerts.webhook_url.clone(),
+                tasks.clone(),
             ));
         if let Some(url) = &config.database_url {
             let registry = Registry::open(url).await?;
@@ -136,6 +143,7 @@ impl AppState {
                 limiter,
                 cache,
                 semantic,
+                tasks,
             }),
         })
     }
@@ -183,6 +191,11 @@ impl AppState {
             .map(|(cache, model)| (cache, model))
     }
 
+    /// Tasks spawned by requests, which shutdown waits for.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.inner.tasks
+    }
+
     /// The exact response cache and its TTL, when configured.
     pub fn cache(&self) -> Option<&(ExactCache, Duration)> {
         self.inner.cache.as_ref()
@@ -210,6 +223,7 @@ const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 fn alert_sink(
     metrics: &GatewayMetrics,
     webhook: Option<String>,
+    tasks: TaskTracker,
 ) -> impl Fn(&promptops_runtime::SpikeAlert) + Send + Sync + 'static {
     let counter = metrics.guard_alerts.clone();
     let client = webhook.as_ref().and_then(|_| {
@@ -241,16 +255,19 @@ fn alert_sink(
                 "baseline": alert.baseline,
                 "window_secs": alert.window_secs,
             });
-            handle.spawn(async move {
-                match client.post(&url).json(&body).send().await {
-                    Ok(response) if response.status().is_success() => {}
-                    Ok(response) => tracing::warn!(
-                        status = response.status().as_u16(),
-                        "alert webhook refused the alert"
-                    ),
-                    Err(error) => tracing::warn!(%error, "alert webhook unreachable"),
-                }
-            });
+            tasks.spawn_on(
+                async move {
+                    match client.post(&url).json(&body).send().await {
+                        Ok(response) if response.status().is_success() => {}
+                        Ok(response) => tracing::warn!(
+                            status = response.status().as_u16(),
+                            "alert webhook refused the alert"
+                        ),
+                        Err(error) => tracing::warn!(%error, "alert webhook unreachable"),
+                    }
+                },
+                &handle,
+            );
         }
     }
 }
