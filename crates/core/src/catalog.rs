@@ -216,6 +216,8 @@ pub struct Catalog {
     models: BTreeMap<String, ModelInfo>,
     /// Lower-cased names and aliases to the model's name.
     index: BTreeMap<String, String>,
+    /// Lower-cased provider names (a lookup per priced request).
+    providers: BTreeSet<String>,
 }
 
 impl Catalog {
@@ -248,6 +250,10 @@ impl Catalog {
             models.insert(merged.name.clone(), merged);
         }
         let index = build_index(&models)?;
+        self.providers = models
+            .values()
+            .map(|info| info.provider.to_ascii_lowercase())
+            .collect();
         self.models = models;
         self.index = index;
         if patch.as_of.is_some() {
@@ -383,20 +389,23 @@ impl Catalog {
         if let Some(key) = self.index.get(name) {
             return self.models.get(key);
         }
+        // A known name that `name` extends sorts before it, and every key between the two
+        // starts with that known name: walking back from `name` over keys sharing its first
+        // byte meets the longest such prefix first (a per-request lookup, not a full scan).
+        let first = name.bytes().next()?;
         self.index
-            .iter()
-            .filter(|(known, _)| {
+            .range::<str, _>((std::ops::Bound::Unbounded, std::ops::Bound::Excluded(name)))
+            .rev()
+            .take_while(|(known, _)| known.bytes().next() == Some(first))
+            .find(|(known, _)| {
                 name.strip_prefix(known.as_str())
                     .is_some_and(is_version_suffix)
             })
-            .max_by_key(|(known, _)| known.len())
             .and_then(|(_, key)| self.models.get(key))
     }
 
     fn is_provider(&self, name: &str) -> bool {
-        self.models
-            .values()
-            .any(|info| info.provider.eq_ignore_ascii_case(name))
+        self.providers.contains(name)
     }
 }
 
@@ -1225,6 +1234,46 @@ mod tests {
             let expected_exact = info.provider == "openai";
             let exact = matches!(info.tokenizer.as_str(), "o200k_base" | "cl100k_base");
             assert_eq!(exact, expected_exact, "{}", info.id());
+        }
+    }
+
+    /// The lookup as a full scan of the index: the longest known name `name` extends with a
+    /// version suffix.
+    fn resolve_by_scan<'a>(catalog: &'a Catalog, name: &str) -> Option<&'a ModelInfo> {
+        if let Some(key) = catalog.index.get(name) {
+            return catalog.models.get(key);
+        }
+        catalog
+            .index
+            .iter()
+            .filter(|(known, _)| {
+                name.strip_prefix(known.as_str())
+                    .is_some_and(is_version_suffix)
+            })
+            .max_by_key(|(known, _)| known.len())
+            .and_then(|(_, key)| catalog.models.get(key))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_bounded_walk_finds_what_a_full_scan_finds(
+            pick in 0usize..1000,
+            suffix in proptest::sample::select(vec![
+                "", "-2024-08-06", "-0613", "@20240620", "-latest", "-preview-05-06", "-mini",
+                "-", "x", "-001-exp", ".5", "-2024-", "/x",
+            ]),
+            cut in 0usize..4,
+            noise in "[a-z0-9.-]{0,6}",
+        ) {
+            let catalog = builtin();
+            let names = catalog.known_names();
+            let known = names[pick % names.len()].to_ascii_lowercase();
+            let stem = &known[..known.len().saturating_sub(cut)];
+            for name in [format!("{known}{suffix}"), format!("{stem}{suffix}"), format!("{noise}{suffix}")] {
+                let walked = catalog.resolve_bare(&name).map(|info| &info.name);
+                let scanned = resolve_by_scan(&catalog, &name).map(|info| &info.name);
+                proptest::prop_assert_eq!(walked, scanned, "{}", name);
+            }
         }
     }
 
