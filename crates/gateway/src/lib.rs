@@ -30,7 +30,7 @@ use axum::serve::ListenerExt;
 
 pub use config::GatewayConfig;
 pub use error::GatewayError;
-pub use openai::RequestId;
+pub use openai::{Account, RequestId, Served};
 pub use promptops_access::ApiKey;
 pub use state::AppState;
 
@@ -90,7 +90,8 @@ async fn method_not_allowed() -> GatewayError {
 
 /// Assigns the request id (echoed in the response), authenticates, and records request
 /// metrics and the access log (one layer: each extra layer costs a boxed future and a service
-/// clone per request).
+/// clone per request). Both come from the response's [`Served`] extension; a streamed answer's
+/// are recorded when its body ends (see [`Observed`]).
 async fn observe(
     axum::extract::State(state): axum::extract::State<AppState>,
     mut request: Request,
@@ -120,44 +121,183 @@ async fn observe(
     }
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let status = response.status().as_u16();
+    let served = response.extensions().get::<Served>();
+    if let Some(live) = served.and_then(|served| served.live.clone()) {
+        let (provider, model) = served_labels(served);
+        let header = |name: &str| header_str(&response, name).to_owned();
+        let end = StreamEnd {
+            state,
+            id,
+            route: route.to_owned(),
+            status,
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            provider_header: header(openai::PROVIDER_HEADER),
+            prompt_version: header(openai::PROMPT_VERSION_HEADER),
+            cache: header(openai::CACHE_HEADER),
+            started,
+            live,
+        };
+        let (parts, body) = response.into_parts();
+        let observed = Observed {
+            inner: body.into_data_stream(),
+            end: Some(end),
+        };
+        return Response::from_parts(parts, axum::body::Body::from_stream(observed));
+    }
     let elapsed = started.elapsed();
+    let (provider, model) = served_labels(served);
     state
         .metrics()
-        .request(route, status, elapsed.as_secs_f64());
-    access_log(&id, route, status, elapsed, &response);
+        .request(route, provider, model, status, elapsed.as_secs_f64());
+    let account = served.map(|served| served.account).unwrap_or_default();
+    access_log(&AccessEntry {
+        id: &id,
+        route,
+        status,
+        elapsed,
+        provider: header_str(&response, openai::PROVIDER_HEADER),
+        prompt_version: header_str(&response, openai::PROMPT_VERSION_HEADER),
+        cache: header_str(&response, openai::CACHE_HEADER),
+        account: &account,
+        streamed: false,
+        finished: true,
+    });
     response
 }
 
-/// One structured access-log event per request (target `promptops::access`), built only from
-/// the matched route, the status and the response's own `x-promptops-*` headers: bodies,
-/// prompts, completions and keys never reach the log.
-fn access_log(
-    id: &str,
-    route: &str,
+/// The `provider` and `model` labels of a response: its served target, or `none`.
+fn served_labels(served: Option<&Served>) -> (&str, &str) {
+    served
+        .and_then(|served| served.target.as_ref())
+        .map_or((metrics::NOT_SERVED, metrics::NOT_SERVED), |target| {
+            (target.provider.as_str(), target.model.as_str())
+        })
+}
+
+fn header_str<'a>(response: &'a Response, name: &str) -> &'a str {
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+}
+
+/// What the access log says of one request.
+struct AccessEntry<'a> {
+    id: &'a str,
+    route: &'a str,
     status: u16,
     elapsed: std::time::Duration,
-    response: &Response,
-) {
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    };
+    /// The `x-promptops-provider` header (`PROVIDER/MODEL`).
+    provider: &'a str,
+    prompt_version: &'a str,
+    cache: &'a str,
+    account: &'a Account,
+    streamed: bool,
+    /// False when the client left before a streamed body ended.
+    finished: bool,
+}
+
+/// One structured access-log event per request (target `promptops::access`), built only from
+/// the matched route, the status, the response's own `x-promptops-*` headers and its
+/// [`Served`] accounting: bodies, prompts, completions and keys never reach the log.
+fn access_log(entry: &AccessEntry<'_>) {
+    let account = entry.account;
     tracing::info!(
         target: "promptops::access",
-        request_id = id,
-        route,
-        status,
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
-        provider = header("x-promptops-provider"),
-        prompt_version = header("x-promptops-prompt-version"),
-        cost_usd = header("x-promptops-cost-usd"),
-        cache = header("x-promptops-cache"),
+        request_id = entry.id,
+        route = entry.route,
+        status = entry.status,
+        latency_ms = entry.elapsed.as_secs_f64() * 1000.0,
+        provider = entry.provider,
+        prompt_version = entry.prompt_version,
+        cache = entry.cache,
+        input_tokens = account.input_tokens,
+        output_tokens = account.output_tokens,
+        cached_tokens = account.cached_tokens,
+        cost_usd = account.cost_usd,
+        ttft_ms = account.ttft.map(|ttft| ttft.as_secs_f64() * 1000.0),
+        streamed = entry.streamed,
+        finished = entry.finished,
         "request"
     );
+}
+
+/// What a streamed response's metrics and access log need once its body ends.
+struct StreamEnd {
+    state: AppState,
+    id: String,
+    route: String,
+    status: u16,
+    provider: String,
+    model: String,
+    provider_header: String,
+    prompt_version: String,
+    cache: String,
+    started: Instant,
+    live: std::sync::Arc<std::sync::Mutex<Account>>,
+}
+
+impl StreamEnd {
+    fn record(self, finished: bool) {
+        let elapsed = self.started.elapsed();
+        self.state.metrics().request(
+            &self.route,
+            &self.provider,
+            &self.model,
+            self.status,
+            elapsed.as_secs_f64(),
+        );
+        let account = *self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        access_log(&AccessEntry {
+            id: &self.id,
+            route: &self.route,
+            status: self.status,
+            elapsed,
+            provider: &self.provider_header,
+            prompt_version: &self.prompt_version,
+            cache: &self.cache,
+            account: &account,
+            streamed: true,
+            finished,
+        });
+    }
+}
+
+/// A streamed body that records its request when it ends, or when it is dropped unfinished
+/// (the client went away): a stream's latency and usage are only known then.
+struct Observed {
+    inner: axum::body::BodyDataStream,
+    end: Option<StreamEnd>,
+}
+
+impl futures_util::Stream for Observed {
+    type Item = Result<axum::body::Bytes, axum::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_next(cx);
+        if let std::task::Poll::Ready(None) = polled
+            && let Some(end) = self.end.take()
+        {
+            end.record(true);
+        }
+        polled
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        if let Some(end) = self.end.take() {
+            end.record(false);
+        }
+    }
 }
 
 /// The caller's API key (`None` when no keys are configured), set for every request.

@@ -1,6 +1,7 @@
 //! Prometheus metrics of one gateway instance (a registry per [`crate::AppState`], no globals):
-//! requests by route and status, latency and time-to-first-token histograms, tokens, cost,
-//! upstream errors and fallbacks by provider, guard verdicts.
+//! requests by route, served provider and model, and status, latency and time-to-first-token
+//! histograms, tokens, cost, upstream errors and fallbacks by provider, circuit breaker states,
+//! guard verdicts.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -8,6 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
@@ -17,8 +19,23 @@ use std::sync::atomic::AtomicU64;
 pub struct RouteLabels {
     /// The matched route, e.g. `/v1/chat/completions`.
     pub route: String,
+    /// The provider that served the answer, [`NOT_SERVED`] when no model call answered.
+    pub provider: String,
+    /// The model at that provider, [`NOT_SERVED`] when no model call answered.
+    pub model: String,
     /// The HTTP status.
     pub status: String,
+}
+
+/// The `provider` and `model` of a request no model call answered (an error, a cache hit,
+/// `/healthz`).
+pub const NOT_SERVED: &str = "none";
+
+/// Labels of a provider's circuit breaker.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    /// The configured provider name.
+    pub provider: String,
 }
 
 /// Labels of a model call.
@@ -66,10 +83,12 @@ fn latency_histogram() -> Histogram {
 /// The gateway's metrics.
 pub struct GatewayMetrics {
     registry: Mutex<Registry>,
-    /// Requests by route and status.
+    /// Requests by route, served provider and model, and status.
     pub requests: Family<RouteLabels, Counter>,
-    /// Request latency in seconds by route and status.
+    /// Request latency in seconds (to the end of the body for streams), same labels.
     pub latency: HistogramFamily<RouteLabels>,
+    /// Circuit breaker state by provider: 0 closed, 1 half-open, 2 open.
+    pub circuit: Family<ProviderLabels, Gauge>,
     /// Time to first token of streams, seconds.
     pub ttft: HistogramFamily<ModelLabels>,
     /// Tokens by provider, model and kind.
@@ -110,13 +129,66 @@ struct TargetSeries {
     cost: Counter<f64, AtomicU64>,
 }
 
-/// Route -> status -> series, and provider -> model -> series. Both label sets are bounded by
-/// the configuration (matched routes; configured providers and their models).
+/// Route -> (status, provider, model) -> series, and provider -> model -> series. Both label
+/// sets are bounded by what was served (matched routes; configured providers and the models
+/// they answered with).
 #[derive(Default)]
 struct Handles {
-    routes: RwLock<HashMap<String, HashMap<u16, Arc<RouteSeries>>>>,
+    routes: RwLock<HashMap<String, HashMap<Served, Arc<RouteSeries>>>>,
     targets: RwLock<HashMap<String, HashMap<String, Arc<TargetSeries>>>>,
 }
+
+/// The status, provider and model of a request series, owned.
+#[derive(PartialEq, Eq)]
+struct Served {
+    status: u16,
+    provider: String,
+    model: String,
+}
+
+/// A borrowed view of [`Served`], so a lookup allocates nothing.
+trait ServedKey {
+    fn parts(&self) -> (u16, &str, &str);
+}
+
+impl ServedKey for Served {
+    fn parts(&self) -> (u16, &str, &str) {
+        (self.status, &self.provider, &self.model)
+    }
+}
+
+impl ServedKey for (u16, &str, &str) {
+    fn parts(&self) -> (u16, &str, &str) {
+        *self
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn ServedKey + 'a> for Served {
+    fn borrow(&self) -> &(dyn ServedKey + 'a) {
+        self
+    }
+}
+
+// The owned and the borrowed key hash alike: both hash their `parts`.
+impl std::hash::Hash for Served {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl std::hash::Hash for dyn ServedKey + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for dyn ServedKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn ServedKey + '_ {}
 
 /// The value under `outer` -> `inner`, made by `make` the first time.
 fn cached<K: Eq + std::hash::Hash + ?Sized, I, V>(
@@ -167,15 +239,21 @@ impl GatewayMetrics {
         let requests = Family::<RouteLabels, Counter>::default();
         registry.register(
             "http_requests",
-            "HTTP requests by route and status",
+            "HTTP requests by route, served provider and model, and status",
             requests.clone(),
         );
         let latency: HistogramFamily<RouteLabels> =
             Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register(
             "http_request_duration_seconds",
-            "HTTP request latency by route and status",
+            "HTTP request latency by route, served provider and model, and status (streams: to the end of the body)",
             latency.clone(),
+        );
+        let circuit = Family::<ProviderLabels, Gauge>::default();
+        registry.register(
+            "circuit_state",
+            "Circuit breaker state by provider: 0 closed, 1 half-open, 2 open",
+            circuit.clone(),
         );
         let ttft: HistogramFamily<ModelLabels> =
             Family::new_with_constructor(latency_histogram as fn() -> Histogram);
@@ -238,6 +316,7 @@ impl GatewayMetrics {
             registry: Mutex::new(registry),
             requests,
             latency,
+            circuit,
             ttft,
             tokens,
             cost,
@@ -252,16 +331,24 @@ impl GatewayMetrics {
         }
     }
 
-    /// Counts one HTTP request of `route` answered with `status` after `seconds`.
-    pub fn request(&self, route: &str, status: u16, seconds: f64) {
+    /// Counts one HTTP request of `route` answered by `provider`/`model` (or [`NOT_SERVED`])
+    /// with `status` after `seconds`.
+    pub fn request(&self, route: &str, provider: &str, model: &str, status: u16, seconds: f64) {
+        let key: &dyn ServedKey = &(status, provider, model);
         let series = cached(
             &self.handles.routes,
             route,
-            &status,
-            || status,
+            key,
+            || Served {
+                status,
+                provider: provider.to_owned(),
+                model: model.to_owned(),
+            },
             || {
                 let labels = RouteLabels {
                     route: route.to_owned(),
+                    provider: provider.to_owned(),
+                    model: model.to_owned(),
                     status: status.to_string(),
                 };
                 RouteSeries {
@@ -272,6 +359,20 @@ impl GatewayMetrics {
         );
         series.requests.inc();
         series.latency.observe(seconds);
+    }
+
+    /// Sets the circuit gauge of `provider`.
+    pub fn circuit_state(&self, provider: &str, state: promptops_llm::BreakerState) {
+        let value = match state {
+            promptops_llm::BreakerState::Closed => 0,
+            promptops_llm::BreakerState::HalfOpen => 1,
+            promptops_llm::BreakerState::Open => 2,
+        };
+        self.circuit
+            .get_or_create(&ProviderLabels {
+                provider: provider.to_owned(),
+            })
+            .set(value);
     }
 
     /// Counts a model call's tokens and cost.

@@ -1,6 +1,7 @@
 //! The OpenAI-compatible handlers: extract, call one runtime function, convert.
 
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Extension;
@@ -23,6 +24,45 @@ use crate::wire::{self, ChunkEncoder, ChunkHeader};
 /// The request id of a request (from `x-request-id` or generated).
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
+
+/// What a response served, for the request metrics and the access log: set by the handler as a
+/// response extension and read by the `observe` middleware, which never parses bodies.
+#[derive(Debug, Clone, Default)]
+pub struct Served {
+    /// The target that answered; `None` when no model was called (a cache hit).
+    pub target: Option<Target>,
+    /// Tokens, cost and time to first token of a JSON answer.
+    pub account: Account,
+    /// A stream's account, filled as it runs: only known when its body ends.
+    pub live: Option<Arc<Mutex<Account>>>,
+}
+
+/// The accounting of one request, as the access log reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Account {
+    /// Prompt tokens, cached ones included.
+    pub input_tokens: u64,
+    /// Generated tokens.
+    pub output_tokens: u64,
+    /// Prompt tokens read from the provider's prompt cache.
+    pub cached_tokens: u64,
+    /// Cost in USD, when the model is priced.
+    pub cost_usd: Option<f64>,
+    /// Time from the upstream call to the first streamed token.
+    pub ttft: Option<Duration>,
+}
+
+impl Account {
+    fn of(usage: &promptops_llm::Usage, cost_usd: Option<f64>) -> Account {
+        Account {
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cached_tokens: usage.cached_tokens,
+            cost_usd,
+            ttft: None,
+        }
+    }
+}
 
 /// Header naming the prompt version used.
 pub const PROMPT_VERSION_HEADER: &str = "x-promptops-prompt-version";
@@ -336,6 +376,7 @@ pub async fn chat_completions(
             }),
             _ => None,
         };
+        let live = Arc::new(Mutex::new(Account::default()));
         let sse = Sse {
             fill,
             caller: caller.clone(),
@@ -344,11 +385,17 @@ pub async fn chat_completions(
             state: state.clone(),
             target: meta.target.clone(),
             started: meta.started,
+            account: Arc::clone(&live),
             first_token: false,
             done: false,
         };
         let body = Body::from_stream(futures_util::stream::unfold(sse, Sse::next));
         let mut response = Response::new(body);
+        response.extensions_mut().insert(Served {
+            target: Some(meta.target.clone()),
+            account: Account::default(),
+            live: Some(live),
+        });
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -426,6 +473,11 @@ pub async fn chat_completions(
             store_in_caches(&state, key, semantic, &outcome.target.to_string(), value);
         }
     }
+    response.extensions_mut().insert(Served {
+        account: Account::of(&outcome.response.usage, outcome.cost_usd),
+        target: Some(outcome.target),
+        live: None,
+    });
     Ok(response)
 }
 
@@ -568,6 +620,8 @@ fn replay(entry: &CachedEntry, request_id: &str, stream: bool, include_usage: bo
             },
             include_usage,
         );
+        // A replay costs nothing, as its header says.
+        encoder.set_cost(Some(0.0));
         let mut text = String::new();
         for delta in completion_deltas(completion) {
             for chunk in encoder.encode(&delta) {
@@ -590,6 +644,14 @@ fn replay(entry: &CachedEntry, request_id: &str, stream: bool, include_usage: bo
     set_header(headers, CACHE_HEADER, "hit");
     set_header(headers, PROVIDER_HEADER, &entry.provider);
     set_header(headers, COST_HEADER, "0.00000000");
+    response.extensions_mut().insert(Served {
+        target: None,
+        account: Account {
+            cost_usd: Some(0.0),
+            ..Account::default()
+        },
+        live: None,
+    });
     response
 }
 
@@ -665,6 +727,8 @@ struct Sse {
     state: AppState,
     target: Target,
     started: Instant,
+    /// Shared with the response's [`Served`]: read by `observe` when the body ends.
+    account: Arc<Mutex<Account>>,
     first_token: bool,
     done: bool,
 }
@@ -744,6 +808,7 @@ impl Sse {
         match delta {
             StreamDelta::Text { .. } | StreamDelta::ToolCall { .. } if !self.first_token => {
                 self.first_token = true;
+                let ttft = self.started.elapsed();
                 self.state
                     .metrics()
                     .ttft
@@ -751,11 +816,24 @@ impl Sse {
                         provider: self.target.provider.clone(),
                         model: self.target.model.clone(),
                     })
-                    .observe(self.started.elapsed().as_secs_f64());
+                    .observe(ttft.as_secs_f64());
+                self.account
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .ttft = Some(ttft);
             }
             StreamDelta::Usage(usage) => {
                 let runtime: &Runtime = self.state.runtime();
                 let cost = runtime.cost(&self.target, usage);
+                self.encoder.set_cost(cost);
+                {
+                    let mut account = self.account.lock().unwrap_or_else(PoisonError::into_inner);
+                    let ttft = account.ttft;
+                    *account = Account {
+                        ttft,
+                        ..Account::of(usage, cost)
+                    };
+                }
                 settle(&self.state, &self.caller, usage.total_tokens(), cost);
                 self.state
                     .metrics()
@@ -825,6 +903,11 @@ pub async fn embeddings(
     if let Some(cost) = outcome.cost_usd {
         set_header(headers, COST_HEADER, &format!("{cost:.8}"));
     }
+    response.extensions_mut().insert(Served {
+        account: Account::of(&outcome.response.usage, outcome.cost_usd),
+        target: Some(outcome.target),
+        live: None,
+    });
     Ok(response)
 }
 

@@ -36,8 +36,15 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// `GET /metrics`.
+/// `GET /metrics`. The circuit gauges are read from the router here, at scrape time: an open
+/// breaker turns half-open by the clock alone, with no event to update a gauge on.
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    let router = state.runtime().router();
+    for provider in router.providers().names() {
+        state
+            .metrics()
+            .circuit_state(provider, router.breaker_state(provider));
+    }
     (
         [(
             header::CONTENT_TYPE,

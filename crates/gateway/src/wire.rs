@@ -535,7 +535,13 @@ pub struct ChunkEncoder {
     header: ChunkHeader,
     include_usage: bool,
     opened: Vec<bool>,
+    cost_usd: Option<f64>,
 }
+
+/// The member of a streamed final chunk's `usage` carrying the call's cost in USD: a stream's
+/// headers leave before the cost is known, so it cannot use the `x-promptops-cost-usd` header
+/// of JSON answers (vendor members are `promptops_`-prefixed, like `promptops_source`).
+pub const COST_MEMBER: &str = "promptops_cost_usd";
 
 impl ChunkEncoder {
     /// An encoder for one stream.
@@ -544,7 +550,13 @@ impl ChunkEncoder {
             header,
             include_usage,
             opened: Vec::new(),
+            cost_usd: None,
         }
+    }
+
+    /// The cost the usage chunk reports (as [`COST_MEMBER`]); set before encoding the usage.
+    pub fn set_cost(&mut self, cost_usd: Option<f64>) {
+        self.cost_usd = cost_usd;
     }
 
     /// The completion id every chunk carries.
@@ -660,7 +672,11 @@ impl ChunkEncoder {
             }
             StreamDelta::Usage(usage) => {
                 if self.include_usage {
-                    out.push(self.chunk(Vec::new(), Some(usage_json(usage))));
+                    let mut usage = usage_json(usage);
+                    if let (Some(cost), Some(members)) = (self.cost_usd, usage.as_object_mut()) {
+                        members.insert(COST_MEMBER.to_owned(), json!(cost));
+                    }
+                    out.push(self.chunk(Vec::new(), Some(usage)));
                 }
             }
         }

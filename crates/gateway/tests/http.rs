@@ -408,7 +408,7 @@ async fn health_ready_metrics_and_openapi() {
     let metrics = gw.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains(
-            "promptops_http_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 1"
+            "promptops_http_requests_total{route=\"/v1/chat/completions\",provider=\"up\",model=\"gpt-4o-mini\",status=\"200\"} 1"
         ),
         "{metrics}"
     );
