@@ -345,8 +345,8 @@ impl Router {
         .map(|(routed, _)| routed)
     }
 
-    /// A streamed chat completion. Falling back and retrying happen until a stream opens;
-    /// after that, each gap between deltas is bounded by the per-attempt timeout and the whole
+    /// A streamed chat completion. Falling back and retrying happen until a stream yields its
+    /// first event (one that fails, ends or stalls before that is a failed attempt); after that, each gap between deltas is bounded by the per-attempt timeout and the whole
     /// stream by the deadline, and a failure ends the stream with an `Err` item.
     pub async fn stream(
         &self,
@@ -369,7 +369,11 @@ impl Router {
                     model,
                     ..request.clone()
                 };
-                async move { provider.stream(&request).await }
+                async move {
+                    let name = provider.name().to_owned();
+                    let stream = provider.stream(&request).await?;
+                    first_event(stream, name).await
+                }
             })
             .await?;
         let attempt = routed.attempts.last().map_or(1, |record| record.attempt);
@@ -530,6 +534,24 @@ fn record(target: &Target, attempt: u32, error: &LlmError, duration: Duration) -
         retryable: error.is_retryable(),
         status: error.status(),
         duration,
+    }
+}
+
+/// Waits for the stream's first item inside the attempt, so a stream that errors, ends or
+/// stalls before any event counts as a failed attempt and falls back; the item is put back in
+/// front. Once an event has been forwarded the client has bytes and switching is no longer safe.
+async fn first_event(mut stream: DeltaStream, provider: String) -> Result<DeltaStream, LlmError> {
+    match stream.next().await {
+        Some(Ok(first)) => Ok(Box::pin(
+            futures_util::stream::once(std::future::ready(Ok(first))).chain(stream),
+        )),
+        Some(Err(error)) => Err(error),
+        None => Err(LlmError::Stream {
+            provider,
+            reason: "the stream ended before its first event".to_owned(),
+            transient: true,
+            attempt: 1,
+        }),
     }
 }
 

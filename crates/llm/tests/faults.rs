@@ -384,6 +384,49 @@ async fn streams_fall_back_until_one_opens() {
 }
 
 #[tokio::test]
+async fn streams_that_fail_before_their_first_event_fall_back() {
+    let events = chat_stream_events();
+    // Each opens with 200 but yields no delta: the role-only event then a cut, a stream that
+    // ends at once without `[DONE]`, and one that stalls past the per-attempt timeout.
+    let cases = [
+        (Step::BreakStream(events[0].clone()), "stream failed"),
+        (Step::Stream(String::new()), "stream failed"),
+        (
+            Step::StallStream(events[0].clone(), Duration::from_secs(30)),
+            "no answer within",
+        ),
+    ];
+    for (step, cause) in cases {
+        let a = Scripted::start(vec![step]).await;
+        let b = Scripted::start(vec![Step::Stream(events.concat())]).await;
+        let router = router(
+            &a.base_url,
+            &b.base_url,
+            "targets = [\"a/m\", \"b/m\"]\nretries = 0\ntimeout_ms = 300",
+            options(),
+        );
+        let started = Instant::now();
+        let routed = router.stream("r", &request()).await.unwrap();
+        assert!(started.elapsed() < HANG);
+        assert_eq!(routed.target.provider, "b", "{cause}");
+        let first = &routed.attempts[0];
+        assert_eq!(first.target, "a/m");
+        assert!(
+            first.cause.as_deref().unwrap().contains(cause),
+            "{cause}: {first:?}"
+        );
+        let mut text = String::new();
+        let mut stream = routed.value;
+        while let Some(item) = stream.next().await {
+            if let StreamDelta::Text { text: piece, .. } = item.unwrap() {
+                text.push_str(&piece);
+            }
+        }
+        assert_eq!(text, "Paris is the capital of France.", "{cause}");
+    }
+}
+
+#[tokio::test]
 async fn breaker_opens_then_recovers_through_a_probe() {
     let a = Scripted::start(vec![status(503), status(503), ok_completion()]).await;
     let options = RouterOptions {
