@@ -10,6 +10,7 @@
 )]
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
@@ -20,6 +21,7 @@ use axum::routing::{get, post};
 use promptops_gateway::{AppState, GatewayConfig};
 use promptops_llm::ProviderSet;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -37,6 +39,15 @@ pub enum Mode {
     Normal,
     /// Every chat and embeddings request fails with HTTP 500.
     Fail,
+    /// Waits this long, then answers like `Normal` (longer than a route's timeout: a timeout).
+    Delay(Duration),
+    /// Reads the request and closes the connection without answering.
+    Close,
+    /// Answers chat with 200 and a truncated JSON body.
+    Malformed,
+    /// Answers streamed chat with 200 and the role-only event, then cuts the connection before
+    /// the first delta.
+    EmptyStream,
 }
 
 #[derive(Clone)]
@@ -54,6 +65,9 @@ pub struct FakeUpstream {
 impl FakeUpstream {
     pub async fn start(mode: Mode) -> FakeUpstream {
         let bodies = Arc::new(Mutex::new(Vec::new()));
+        if mode == Mode::Close {
+            return FakeUpstream::closing(bodies).await;
+        }
         let state = Upstream {
             mode,
             bodies: Arc::clone(&bodies),
@@ -74,6 +88,27 @@ impl FakeUpstream {
         FakeUpstream { base_url, bodies }
     }
 
+    /// A raw TCP server: each connection's request is read, then the socket is dropped.
+    async fn closing(bodies: Arc<Mutex<Vec<Value>>>) -> FakeUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let seen = Arc::clone(&bodies);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let seen = Arc::clone(&seen);
+                tokio::spawn(async move {
+                    let body = read_request(&mut socket).await;
+                    seen.lock().unwrap().push(body);
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        FakeUpstream { base_url, bodies }
+    }
+
     /// Requests received so far.
     pub fn hits(&self) -> usize {
         self.bodies.lock().unwrap().len()
@@ -82,6 +117,32 @@ impl FakeUpstream {
     /// The last request body received.
     pub fn last_body(&self) -> Value {
         self.bodies.lock().unwrap().last().cloned().unwrap()
+    }
+}
+
+/// Reads one HTTP/1.1 request (headers, then `content-length` bytes) and returns its JSON body.
+async fn read_request(socket: &mut tokio::net::TcpStream) -> Value {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let Ok(read) = socket.read(&mut buf).await else {
+            return Value::Null;
+        };
+        if read == 0 {
+            return Value::Null;
+        }
+        data.extend_from_slice(&buf[..read]);
+        let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .map_or(0, |value| value.trim().parse().unwrap());
+        if data.len() >= end + 4 + length {
+            return serde_json::from_slice(&data[end + 4..end + 4 + length]).unwrap_or(Value::Null);
+        }
     }
 }
 
@@ -100,6 +161,24 @@ async fn fake_chat(State(state): State<Upstream>, Json(body): Json<Value>) -> Re
     }
     let model = body["model"].as_str().unwrap_or_default().to_owned();
     let stream = body["stream"].as_bool().unwrap_or(false);
+    match state.mode {
+        Mode::Delay(wait) => tokio::time::sleep(wait).await,
+        Mode::Malformed => return json_text(r#"{"id":"chatcmpl-1","choices":["#),
+        Mode::EmptyStream if stream => {
+            use futures_util::StreamExt;
+            let role = CHAT_SSE.split("\n\n").next().unwrap();
+            let head =
+                futures_util::stream::iter([Ok::<String, std::io::Error>(format!("{role}\n\n"))]);
+            let cut = futures_util::stream::iter([Err::<String, std::io::Error>(
+                std::io::Error::other("scripted cut before the first delta"),
+            )]);
+            return Response::builder()
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .body(Body::from_stream(head.chain(cut)))
+                .unwrap();
+        }
+        _ => {}
+    }
     if model == "echo" {
         let text = serde_json::to_string(&body["messages"]).unwrap();
         if stream {
