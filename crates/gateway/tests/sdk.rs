@@ -1,6 +1,7 @@
 //! Official SDK compatibility: the OpenAI Python and Node SDKs, installed from PyPI and npm in
 //! the test setup, drive the gateway on loopback (non-stream, stream, stream helpers, tool calls,
-//! embeddings, errors). A failed install fails the test with the installer's output.
+//! embeddings, errors), and the Python SDK drives the embedded local model. A failed install
+//! fails the test with the installer's output.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod common;
@@ -31,8 +32,8 @@ async fn python_has_openai() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn official_python_sdk_works_unchanged() {
+/// Installs the `openai` Python package unless it is importable already.
+async fn ensure_python_openai() {
     if !python_has_openai().await {
         let install = Command::new("python3")
             .args(["-m", "pip", "install", "--quiet", "openai"])
@@ -49,9 +50,12 @@ async fn official_python_sdk_works_unchanged() {
             "`openai` still not importable after pip install"
         );
     }
-    let gw = common::start("", false).await;
+}
+
+/// Runs `script` against `gw` and asserts it succeeded and printed `ok`.
+async fn run_python(script: &str, gw: &common::Gateway, ok: &str) {
     let output = Command::new("python3")
-        .arg(sdk_dir().join("openai_python.py"))
+        .arg(sdk_dir().join(script))
         .env("OPENAI_BASE_URL", gw.url("/v1"))
         .env("OPENAI_API_KEY", "sk-test")
         .env_remove("OPENAI_ORG_ID")
@@ -60,10 +64,36 @@ async fn official_python_sdk_works_unchanged() {
         .unwrap();
     assert!(
         output.status.success(),
-        "python SDK script failed:\n{}",
+        "python SDK script {script} failed:\n{}",
         describe(&output)
     );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("python sdk ok"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains(ok));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_sdk_works_unchanged() {
+    ensure_python_openai().await;
+    let gw = common::start("", false).await;
+    run_python("openai_python.py", &gw, "python sdk ok").await;
+}
+
+/// The embedded model behind the real server, as `local/smollm2-135m`. Serialised with the
+/// other embedded-model tests by `.config/nextest.toml` (the name must keep `embedded`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_sdk_drives_the_embedded_model() {
+    ensure_python_openai().await;
+    let cache = promptops_local::ModelCache::from_env().unwrap();
+    let local = promptops_local::LocalProvider::from_cache(
+        "local",
+        &cache,
+        promptops_local::ChatOptions::default(),
+    )
+    .expect("the embedded chat model must be installed (`promptops models pull`)");
+    let gw = common::start_with("", false, |providers| {
+        providers.insert(std::sync::Arc::new(local));
+    })
+    .await;
+    run_python("openai_local.py", &gw, "python local ok").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

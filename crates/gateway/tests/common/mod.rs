@@ -289,6 +289,15 @@ impl Drop for Gateway {
 /// Providers `up` (fixtures) and `bad` (always 500); routes `fallback` (bad then up) and
 /// `allbad`; `extra` is appended to the config; `registry` adds a temp SQLite registry.
 pub async fn start(extra: &str, registry: bool) -> Gateway {
+    start_with(extra, registry, |_| {}).await
+}
+
+/// [`start`], with `add` adding providers the config cannot build (the embedded model).
+pub async fn start_with(
+    extra: &str,
+    registry: bool,
+    add: impl FnOnce(&mut ProviderSet),
+) -> Gateway {
     let upstream = FakeUpstream::start(Mode::Normal).await;
     let failing = FakeUpstream::start(Mode::Fail).await;
     let dir = tempfile::tempdir().unwrap();
@@ -333,7 +342,8 @@ timeout_ms = 5000
         bad = failing.base_url,
     );
     let config = GatewayConfig::from_toml(&text).unwrap();
-    let providers = ProviderSet::from_config(&config.llm, &|_| None, None).unwrap();
+    let mut providers = ProviderSet::from_config(&config.llm, &|_| None, None).unwrap();
+    add(&mut providers);
     let state = AppState::from_config(&config, providers).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
