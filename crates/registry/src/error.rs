@@ -105,6 +105,9 @@ pub enum RegistryError {
     /// No experiment has this name.
     #[error("unknown experiment `{0}`")]
     UnknownExperiment(String),
+    /// An experiment of this name already exists (names are never reused: they salt assignment).
+    #[error("experiment `{0}` already exists")]
+    ExperimentExists(String),
     /// An experiment definition or outcome that is not acceptable.
     #[error("experiment `{name}`: {reason}")]
     InvalidExperiment {

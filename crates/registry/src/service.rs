@@ -627,16 +627,24 @@ impl Registry {
             source,
         })?;
         let mut written = Vec::new();
+        for found in self.export_versions().await? {
+            let path = write_prompt_file(dir, &found.name, &found.content, format)?;
+            written.push((found.name, found.version, path));
+        }
+        Ok(written)
+    }
+
+    /// The version of each prompt an export writes: its production version, else its latest.
+    pub async fn export_versions(&self) -> Result<Vec<PromptVersion>> {
+        let mut versions = Vec::new();
         for summary in self.list().await? {
             let version = summary
                 .labels
                 .get(PRODUCTION_LABEL)
                 .cloned()
                 .unwrap_or(summary.latest);
-            let found = self.get(&format!("{}@{version}", summary.name)).await?;
-            let path = write_prompt_file(dir, &found.name, &found.content, format)?;
-            written.push((found.name, found.version, path));
+            versions.push(self.get(&format!("{}@{version}", summary.name)).await?);
         }
-        Ok(written)
+        Ok(versions)
     }
 }

@@ -566,7 +566,7 @@ async fn experiments(backend: common::Backend) {
         .unwrap();
     assert!(matches!(
         reg.create_experiment("tone", "greet", arms, "ann").await,
-        Err(RegistryError::InvalidExperiment { .. })
+        Err(RegistryError::ExperimentExists(name)) if name == "tone"
     ));
     let bad_arms = vec![
         ExperimentArm {

@@ -633,10 +633,7 @@ macro_rules! impl_sql_store {
                     .await
                     .map_err(db_err("look up an experiment"))?;
                 if exists.is_some() {
-                    return Err(RegistryError::InvalidExperiment {
-                        name: experiment.name.clone(),
-                        reason: "an experiment with this name already exists".to_owned(),
-                    });
+                    return Err(RegistryError::ExperimentExists(experiment.name.clone()));
                 }
                 let arms = serde_json::to_string(&experiment.arms)
                     .map_err(|err| RegistryError::CorruptRow(err.to_string()))?;
