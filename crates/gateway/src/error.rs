@@ -202,7 +202,8 @@ fn registry_status(error: &RegistryError) -> u16 {
         | RegistryError::UnknownReview(_) => 404,
         RegistryError::InvalidTransition { .. }
         | RegistryError::Contention { .. }
-        | RegistryError::ReviewAlreadyResolved { .. } => 409,
+        | RegistryError::ReviewAlreadyResolved { .. }
+        | RegistryError::ExperimentExists(_) => 409,
         RegistryError::InvalidName { .. }
         | RegistryError::InvalidVersion { .. }
         | RegistryError::InvalidReference { .. }

@@ -25,7 +25,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::serve::ListenerExt;
 
 pub use config::GatewayConfig;
@@ -63,8 +63,35 @@ pub fn router(state: AppState) -> axum::Router {
         )
         .route(
             "/admin/v1/prompts/{name}/versions/{version}/metrics",
-            get(admin::version_metrics),
+            get(admin::version_metrics).post(admin::record_metrics),
         )
+        .route(
+            "/admin/v1/prompts/{name}/versions/{version}/render",
+            post(admin::render),
+        )
+        .route(
+            "/admin/v1/prompts/{name}/labels/{label}",
+            put(admin::set_label),
+        )
+        .route("/admin/v1/prompts/{name}/diff", get(admin::diff))
+        .route(
+            "/admin/v1/prompts/{name}/canary/check",
+            post(admin::check_canary),
+        )
+        .route("/admin/v1/canary/check", post(admin::check_all_canaries))
+        .route("/admin/v1/experiments", post(admin::create_experiment))
+        .route("/admin/v1/experiments/{name}", get(admin::show_experiment))
+        .route(
+            "/admin/v1/experiments/{name}/assignment",
+            get(admin::assign),
+        )
+        .route(
+            "/admin/v1/experiments/{name}/outcomes",
+            post(admin::record_outcome),
+        )
+        .route("/admin/v1/experiments/{name}/analysis", get(admin::analyze))
+        .route("/admin/v1/export", get(admin::export))
+        .route("/admin/v1/audit/verify", get(admin::verify_audit))
         .route("/admin/v1/prompts/{name}/deploy", post(admin::deploy))
         .route("/admin/v1/prompts/{name}/expand", post(admin::expand))
         .route("/admin/v1/prompts/{name}/promote", post(admin::promote))
