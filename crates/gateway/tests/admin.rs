@@ -692,3 +692,107 @@ async fn openapi_documents_every_admin_route() {
         );
     }
 }
+
+#[tokio::test]
+async fn new_admin_routes_need_an_admin_key() {
+    let keys = format!(
+        r#"
+[[keys]]
+name = "user"
+key_sha256 = "{user}"
+role = "user"
+
+[[keys]]
+name = "boss"
+key_sha256 = "{admin}"
+role = "admin"
+"#,
+        user = promptops_access::sha256_hex("po-user-secret"),
+        admin = promptops_access::sha256_hex("po-admin-secret"),
+    );
+    let gw = start(&keys, true).await;
+    let added = gw
+        .client
+        .post(gw.url("/admin/v1/prompts/greet/versions"))
+        .bearer_auth("po-admin-secret")
+        .json(&json!({"content": content("Version one.")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 201);
+    let routes = [
+        (
+            "PUT",
+            "/admin/v1/prompts/greet/labels/production",
+            json!({"version": "1.0.0"}),
+        ),
+        (
+            "POST",
+            "/admin/v1/prompts/greet/versions/1.0.0/render",
+            json!({"variables": {"who": "A", "times": 1}}),
+        ),
+        (
+            "GET",
+            "/admin/v1/prompts/greet/diff?a=1.0.0&b=1.0.0",
+            json!({}),
+        ),
+        (
+            "POST",
+            "/admin/v1/prompts/greet/versions/1.0.0/metrics",
+            json!({"latency_ms": 1.0}),
+        ),
+        ("POST", "/admin/v1/canary/check", json!({})),
+        (
+            "POST",
+            "/admin/v1/experiments",
+            json!({"name": "e", "prompt": "greet", "arms": []}),
+        ),
+        ("GET", "/admin/v1/export", json!({})),
+        ("GET", "/admin/v1/audit/verify", json!({})),
+    ];
+    for (method, path, body) in &routes {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let request = || gw.client.request(method.clone(), gw.url(path)).json(body);
+        error_of(request().send().await.unwrap(), 401).await;
+        error_of(
+            request()
+                .bearer_auth("po-user-secret")
+                .send()
+                .await
+                .unwrap(),
+            403,
+        )
+        .await;
+    }
+    // The refused calls changed nothing: no label, no recorded requests.
+    let admin_get = |path: &'static str| {
+        gw.client
+            .get(gw.url(path))
+            .bearer_auth("po-admin-secret")
+            .send()
+    };
+    error_of(
+        admin_get("/admin/v1/prompts/greet/versions/production")
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+    let metrics: Value = admin_get("/admin/v1/prompts/greet/versions/1.0.0/metrics")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metrics["summary"], Value::Null, "{metrics}");
+    // With the admin key the same label call goes through.
+    let label = gw
+        .client
+        .put(gw.url("/admin/v1/prompts/greet/labels/production"))
+        .bearer_auth("po-admin-secret")
+        .json(&json!({"version": "1.0.0"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(label.status(), 200);
+}
