@@ -270,3 +270,161 @@ rate_limit_per_minute = 2
     assert_eq!(error["code"], "user_rate_limit_exceeded");
     assert_eq!(send("dave").await.unwrap().status(), 200);
 }
+
+/// `[limits] max_messages` refuses a longer conversation before any upstream call.
+#[tokio::test]
+async fn too_many_messages_are_refused_naming_the_param() {
+    let gw = start("[limits]\nmax_messages = 2\n", false).await;
+    let turn = json!({"role": "user", "content": "x"});
+    let two = json!({"model": "up/gpt-4o-mini", "messages": [turn.clone(), turn.clone()]});
+    assert_eq!(gw.post("/v1/chat/completions", two).await.status(), 200);
+    let three = json!({"model": "up/gpt-4o-mini", "messages": [turn.clone(), turn.clone(), turn]});
+    let error = error_of(gw.post("/v1/chat/completions", three).await, 400).await;
+    assert_eq!(error["param"], "messages");
+    assert_eq!(error["type"], "invalid_request_error");
+    assert_eq!(
+        gw.upstream.hits(),
+        1,
+        "the refused request never went upstream"
+    );
+}
+
+/// Waits until the key's charges (written in the background after a call) make `done` true.
+async fn until_charged(
+    gw: &common::Gateway,
+    what: &str,
+    done: impl AsyncFn(&common::Gateway) -> bool,
+) {
+    for attempt in 0.. {
+        if done(gw).await {
+            return;
+        }
+        assert!(attempt < 250, "{what} was never charged");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// `tokens_per_minute` counts the tokens calls actually used, streamed or not: once a call's
+/// usage is charged, a request whose estimate no longer fits is refused with Retry-After.
+#[tokio::test]
+async fn tokens_per_minute_are_charged_after_plain_and_streamed_calls() {
+    let config = format!(
+        r#"
+[[keys]]
+name = "plain"
+key_sha256 = "{plain}"
+role = "user"
+tokens_per_minute = 60
+
+[[keys]]
+name = "streamer"
+key_sha256 = "{streamer}"
+role = "user"
+tokens_per_minute = 60
+"#,
+        plain = sha256_hex("po-plain-secret"),
+        streamer = sha256_hex("po-streamer-secret"),
+    );
+    let gw = start(&config, false).await;
+    // The estimate (body bytes / 4 + max_tokens) is about 40 tokens: one call fits in 60, but
+    // not after the 32 tokens the fixture reports have been charged.
+    let send = |secret: &'static str, stream: bool| {
+        gw.client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(secret)
+            .json(
+                &json!({"model": "up/gpt-4o-mini", "max_tokens": 20, "stream": stream,
+                "messages": [{"role": "user", "content": "x"}]}),
+            )
+            .send()
+    };
+    let limits = promptops_access::Limits {
+        tokens_per_minute: Some(60),
+        ..promptops_access::Limits::default()
+    };
+    let charged = move |name: &'static str| {
+        async move |gw: &common::Gateway| {
+            // 29 more tokens no longer fit once 32 are charged.
+            !gw.state
+                .limiter()
+                .check_tokens(name, &limits, 29)
+                .await
+                .unwrap()
+                .allowed
+        }
+    };
+
+    assert!(
+        !charged("plain")(&gw).await,
+        "nothing charged before the call"
+    );
+    assert_eq!(send("po-plain-secret", false).await.unwrap().status(), 200);
+    until_charged(&gw, "the plain call", charged("plain")).await;
+    let limited = send("po-plain-secret", false).await.unwrap();
+    assert!(limited.headers().get("retry-after").is_some());
+    let error = error_of(limited, 429).await;
+    assert_eq!(error["code"], "tokens_per_minute_exceeded");
+
+    // The streamed call is charged from its usage event once the stream has been read.
+    let streamed = send("po-streamer-secret", true).await.unwrap();
+    assert_eq!(streamed.status(), 200);
+    let events = common::sse_events(&streamed.text().await.unwrap());
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    until_charged(&gw, "the streamed call", charged("streamer")).await;
+    let limited = send("po-streamer-secret", true).await.unwrap();
+    assert!(limited.headers().get("retry-after").is_some());
+    let error = error_of(limited, 429).await;
+    assert_eq!(error["code"], "tokens_per_minute_exceeded");
+    assert_eq!(
+        gw.upstream.hits(),
+        2,
+        "refused requests never went upstream"
+    );
+}
+
+/// `budget_usd` is spent by priced calls; an exhausted key gets 429 `budget_exceeded`.
+#[tokio::test]
+async fn a_spent_budget_is_refused() {
+    let config = format!(
+        r#"
+[[keys]]
+name = "thrifty"
+key_sha256 = "{key}"
+role = "user"
+budget_usd = 0.000001
+"#,
+        key = sha256_hex("po-thrifty-secret"),
+    );
+    let gw = start(&config, false).await;
+    let send = || {
+        gw.client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth("po-thrifty-secret")
+            .json(
+                &json!({"model": "up/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}),
+            )
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let cost: f64 = first.headers()["x-promptops-cost-usd"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(cost > 0.000001, "one call overspends the budget: {cost}");
+    let limits = promptops_access::Limits {
+        budget_usd: Some(0.000001),
+        ..promptops_access::Limits::default()
+    };
+    until_charged(&gw, "the call's cost", async |gw: &common::Gateway| {
+        let left = gw.state.limiter().budget_left("thrifty", &limits).await;
+        left.unwrap().unwrap() <= 0.0
+    })
+    .await;
+    let limited = send().await.unwrap();
+    assert!(limited.headers().get("retry-after").is_some());
+    let error = error_of(limited, 429).await;
+    assert_eq!(error["code"], "budget_exceeded");
+    assert_eq!(gw.upstream.hits(), 1);
+}
