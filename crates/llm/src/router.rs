@@ -598,3 +598,68 @@ impl StreamGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    const SAMPLES: usize = 2000;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+
+    /// Many waits before retry `retry`, from a seeded generator (the same draws every run).
+    fn samples(retry: u32) -> Vec<Duration> {
+        fastrand::seed(u64::from(retry) + 7);
+        (0..SAMPLES).map(|_| policy().backoff(retry)).collect()
+    }
+
+    #[test]
+    fn backoff_stays_within_its_doubling_cap() {
+        for (retry, cap_ms) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (6, 1000)] {
+            let cap = Duration::from_millis(cap_ms);
+            let waits = samples(retry);
+            assert!(
+                waits.iter().all(|wait| *wait <= cap),
+                "retry {retry}: a wait above {cap:?}"
+            );
+            // Full jitter: spread over the whole range, not pinned to zero or to the cap.
+            assert!(waits.iter().any(|wait| *wait < cap / 4), "retry {retry}");
+            assert!(
+                waits.iter().any(|wait| *wait > cap * 3 / 4),
+                "retry {retry}"
+            );
+            let mean = waits.iter().sum::<Duration>() / u32::try_from(SAMPLES).unwrap();
+            assert!(
+                mean > cap * 2 / 5 && mean < cap * 3 / 5,
+                "retry {retry}: mean {mean:?} is not about half of {cap:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_grows_per_retry_until_the_cap() {
+        let largest = |retry| samples(retry).into_iter().max().unwrap();
+        // Each retry's waits reach beyond everything the previous one could wait.
+        for retry in 1..4 {
+            assert!(
+                largest(retry + 1) > policy().base_delay * (1 << (retry - 1)),
+                "retry {} does not wait longer than retry {retry}",
+                retry + 1
+            );
+        }
+        // Far retries (and the exponent clamp) stay at max_delay without overflowing.
+        for retry in [10, 31, 64, u32::MAX] {
+            let waits = samples(retry);
+            assert!(waits.iter().all(|wait| *wait <= policy().max_delay));
+            assert!(waits.iter().any(|wait| *wait > policy().max_delay * 9 / 10));
+        }
+    }
+}
