@@ -583,8 +583,9 @@ fn count_cache(state: &AppState, outcome: &str) {
         .inc();
 }
 
-/// The body both caches key on, for a deterministic request (temperature 0 or a seed, one
-/// choice, no prompt reference, guard off): the request without its transport fields.
+/// The body both caches key on, for a deterministic request (temperature 0 or a seed, or any
+/// sampling on a route with `cache = true`; one choice, no prompt reference, guard off): the
+/// request without its transport fields.
 fn cacheable_body(
     state: &AppState,
     parsed: &wire::ChatBody,
@@ -592,7 +593,9 @@ fn cacheable_body(
 ) -> Option<serde_json::Value> {
     state.cache()?;
     let generation = &parsed.request.generation;
-    let deterministic = generation.temperature() == Some(0.0) || generation.seed().is_some();
+    let deterministic = generation.temperature() == Some(0.0)
+        || generation.seed().is_some()
+        || state.caches_sampled(&parsed.model);
     if !deterministic
         || generation.n().unwrap_or(1) > 1
         || parsed.model.starts_with(promptops_runtime::PROMPT_PREFIX)

@@ -1,5 +1,6 @@
 //! [`AppState`]: what every handler shares — the runtime, the metrics, the limits.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ struct Inner {
     limiter: Limiter,
     cache: Option<(ExactCache, Duration)>,
     semantic: Option<(Arc<SemanticCache>, String)>,
+    /// Routes with `cache = true`, whose sampled answers are cached too.
+    cached_routes: HashSet<String>,
     /// Tasks requests spawn (charging keys, filling caches, alert webhooks): shutdown waits
     /// for them, so a stopping server still charges what it served.
     tasks: TaskTracker,
@@ -52,6 +55,7 @@ impl AppState {
                 limiter: Limiter::Memory(Arc::new(MemoryLimiter::new(Arc::new(SystemClock)))),
                 cache: None,
                 semantic: None,
+                cached_routes: HashSet::new(),
                 tasks: TaskTracker::new(),
             }),
         }
@@ -143,6 +147,13 @@ impl AppState {
                 limiter,
                 cache,
                 semantic,
+                cached_routes: config
+                    .llm
+                    .routes
+                    .iter()
+                    .filter(|route| route.cache)
+                    .map(|route| route.name.clone())
+                    .collect(),
                 tasks,
             }),
         })
@@ -199,6 +210,11 @@ impl AppState {
     /// The exact response cache and its TTL, when configured.
     pub fn cache(&self) -> Option<&(ExactCache, Duration)> {
         self.inner.cache.as_ref()
+    }
+
+    /// Whether route `model` opted into caching non-deterministic answers (`cache = true`).
+    pub fn caches_sampled(&self, model: &str) -> bool {
+        self.inner.cached_routes.contains(model)
     }
 
     /// Spawns the routing refresh and metrics flush (until `stop` turns true; a last flush

@@ -583,3 +583,53 @@ async fn streamed_misses_fill_the_cache() {
     let again = gw.post("/v1/chat/completions", broken).await;
     assert_eq!(again.headers()["x-promptops-cache"], "miss");
 }
+
+/// A route with `cache = true` has its sampled answers cached; the same sampled request to a
+/// route without it always goes upstream.
+#[tokio::test]
+async fn a_route_opted_into_caching_caches_sampled_requests() {
+    let gw = start(
+        "[[routes]]\nname = \"cached\"\ntargets = [\"up/gpt-4o-mini\"]\ncache = true\n\
+         [[routes]]\nname = \"plain\"\ntargets = [\"up/gpt-4o-mini\"]\n\
+         [cache]\nbackend = \"memory\"\nttl_seconds = 60\n",
+        false,
+    )
+    .await;
+    let sampled = |model: &str| json!({"model": model, "messages": user("Name a colour."), "temperature": 0.9});
+    let first = gw.post("/v1/chat/completions", sampled("cached")).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["x-promptops-cache"], "miss");
+    let first: Value = first.json().await.unwrap();
+    // Wait for the background write in the cache itself (asking through HTTP would refill it).
+    let mut key_body = sampled("cached");
+    key_body.as_object_mut().unwrap().remove("stream");
+    let key = promptops_cache::CacheKey::of(&key_body);
+    let (cache, _) = gw.state.cache().unwrap();
+    for attempt in 0.. {
+        if cache.get(&key).await.unwrap().is_some() {
+            break;
+        }
+        assert!(attempt < 250, "the sampled answer was never cached");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let second = gw.post("/v1/chat/completions", sampled("cached")).await;
+    assert_eq!(second.headers()["x-promptops-cache"], "hit");
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(second["choices"], first["choices"]);
+    assert_eq!(
+        gw.upstream.hits(),
+        1,
+        "the second answer came from the cache"
+    );
+
+    for _ in 0..2 {
+        let response = gw.post("/v1/chat/completions", sampled("plain")).await;
+        assert_eq!(response.status(), 200);
+        assert!(response.headers().get("x-promptops-cache").is_none());
+    }
+    assert_eq!(
+        gw.upstream.hits(),
+        3,
+        "sampled requests to `plain` are never cached"
+    );
+}

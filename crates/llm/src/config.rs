@@ -59,6 +59,10 @@ pub struct RawRoute {
     /// `timeout_ms × (retries + 1) × targets`.
     #[serde(default)]
     pub deadline_ms: Option<u64>,
+    /// Cache this route's answers even when sampling is not deterministic (a route whose
+    /// answers may be reused, e.g. classification with a default temperature).
+    #[serde(default)]
+    pub cache: Option<bool>,
 }
 
 /// One route target as written: `"PROVIDER/MODEL"`, or a table that puts several deployments of
@@ -185,6 +189,9 @@ pub struct RouteConfig {
     pub retries: u32,
     /// Overall deadline across all attempts.
     pub deadline: Duration,
+    /// `cache = true`: the gateway's exact cache keeps this route's answers even for
+    /// non-deterministic requests.
+    pub cache: bool,
 }
 
 /// The validated providers and routes.
@@ -356,6 +363,7 @@ impl LlmConfig {
                 timeout: Duration::from_millis(timeout_ms),
                 retries,
                 deadline: Duration::from_millis(deadline_ms),
+                cache: route.cache.unwrap_or(false),
             });
         }
         if uses_implicit_local {
@@ -527,6 +535,24 @@ targets = [
         assert_eq!(route.timeout, Duration::from_millis(20_000));
         assert_eq!(route.retries, 1);
         assert_eq!(route.deadline, Duration::from_millis(80_000));
+        assert!(!route.cache, "caching sampled answers is opt-in");
+    }
+
+    #[test]
+    fn a_route_may_opt_into_caching() {
+        let config = LlmConfig::from_toml(
+            "[[routes]]\nname = \"r\"\ntargets = [\"local/m\"]\ncache = true\n",
+        )
+        .unwrap();
+        assert!(config.route("r").unwrap().cache);
+        check_error(
+            "[[routes]]\nname = \"r\"\ntargets = [\"local/m\"]\ncache = \"yes\"\n",
+            "config: routes[0].cache: invalid type: string \"yes\", expected a boolean",
+        );
+        check_error(
+            "[[routes]]\nname = \"r\"\ntargets = [\"local/m\"]\ncached = true\n",
+            "config: routes[0].cached: unknown field `cached`, expected one of `name`, `targets`, `timeout_ms`, `retries`, `deadline_ms`, `cache`",
+        );
     }
 
     #[test]
