@@ -198,6 +198,14 @@ impl Limiter {
             Limiter::Redis(r) => r.budget_left(key_name, limits).await,
         }
     }
+
+    /// Whether the backend answers (readiness): always for memory, a `PING` for Redis.
+    pub async fn ping(&self) -> Result<(), AccessError> {
+        match self {
+            Limiter::Memory(_) => Ok(()),
+            Limiter::Redis(r) => r.ping().await,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -387,6 +395,15 @@ impl RedisLimiter {
             clock,
             script: Arc::new(redis::Script::new(CHECK_REQUEST_LUA)),
         })
+    }
+
+    /// `PING`, bounded by the connection's response timeout.
+    pub async fn ping(&self) -> Result<(), AccessError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|source| AccessError::Redis { op: "ping", source })
     }
 
     /// (window number, ms until the window ends) at the clock's current time.

@@ -64,6 +64,14 @@ impl ExactCache {
             ExactCache::Redis(c) => c.stats(),
         }
     }
+
+    /// Whether the backend answers (readiness): always for memory, a `PING` for Redis.
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        match self {
+            ExactCache::Memory(_) => Ok(()),
+            ExactCache::Redis(c) => c.ping().await,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -181,6 +189,15 @@ impl std::fmt::Debug for RedisCache {
 }
 
 impl RedisCache {
+    /// `PING`, bounded by the connection's response timeout.
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|source| CacheError::Redis { op: "ping", source })
+    }
+
     /// Connect to `url`; every key is written as `{prefix}{64 hex digits}`.
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisCache, CacheError> {
         let map = |source| CacheError::Redis {

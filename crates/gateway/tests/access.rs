@@ -141,6 +141,8 @@ ttl_seconds = 60
     }
     let a = start(&config, false).await;
     let b = start(&config, false).await;
+    // Both Redis backends answer a PING.
+    assert_eq!(a.get("/readyz").await.status(), 200);
     let send = |gw: &common::Gateway, body: serde_json::Value| {
         gw.client
             .post(gw.url("/v1/chat/completions"))

@@ -633,3 +633,66 @@ async fn a_route_opted_into_caching_caches_sampled_requests() {
         "sampled requests to `plain` are never cached"
     );
 }
+
+/// `/readyz` turns 503, naming the problem, once every provider's circuit breaker is open (one
+/// open breaker with another provider still usable stays ready).
+#[tokio::test]
+async fn readyz_fails_when_every_provider_breaker_is_open() {
+    use common::{FakeUpstream, Mode};
+    use promptops_llm::BreakerState;
+    let one = FakeUpstream::start(Mode::Fail).await;
+    let two = FakeUpstream::start(Mode::Fail).await;
+    let config = promptops_gateway::GatewayConfig::from_toml(&format!(
+        "[[providers]]\nname = \"one\"\nkind = \"openai\"\nbase_url = \"{}\"\n\
+         [[providers]]\nname = \"two\"\nkind = \"openai\"\nbase_url = \"{}\"\n",
+        one.base_url, two.base_url
+    ))
+    .unwrap();
+    let providers = promptops_llm::ProviderSet::from_config(&config.llm, &|_| None, None).unwrap();
+    let state = promptops_gateway::AppState::from_config(&config, providers)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let serving = state.clone();
+    tokio::spawn(async move {
+        promptops_gateway::serve(listener, serving, std::future::pending())
+            .await
+            .unwrap();
+    });
+    let client = reqwest::Client::new();
+    let ready = || client.get(format!("{base}/readyz")).send();
+    assert_eq!(ready().await.unwrap().status(), 200);
+    let router = state.runtime().router();
+    for provider in ["one", "two"] {
+        if provider == "two" {
+            assert_eq!(
+                ready().await.unwrap().status(),
+                200,
+                "provider `two` is still usable"
+            );
+        }
+        for attempt in 0.. {
+            if router.breaker_state(provider) == BreakerState::Open {
+                break;
+            }
+            assert!(attempt < 20, "`{provider}`'s breaker never opened");
+            let response = client
+                .post(format!("{base}/v1/chat/completions"))
+                .json(&json!({"model": format!("{provider}/m"), "messages": user("x")}))
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_server_error());
+        }
+    }
+    let response = ready().await.unwrap();
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable");
+    let problems = body["problems"].to_string();
+    assert!(
+        problems.contains("circuit breaker is open (one, two)"),
+        "{body}"
+    );
+}
