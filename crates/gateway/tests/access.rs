@@ -430,3 +430,48 @@ budget_usd = 0.000001
     assert_eq!(error["code"], "budget_exceeded");
     assert_eq!(gw.upstream.hits(), 1);
 }
+
+/// `/readyz` reports a Redis cache backend that stops answering: the gateway reaches the real
+/// Redis through a loopback relay that the test then closes.
+#[tokio::test]
+async fn readyz_names_a_redis_backend_that_stops_answering() {
+    use std::sync::{Arc, Mutex};
+    let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = relay.local_addr().unwrap();
+    let links: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+    let tracked = Arc::clone(&links);
+    let acceptor = tokio::spawn(async move {
+        loop {
+            let (mut inbound, _) = relay.accept().await.unwrap();
+            let link = tokio::spawn(async move {
+                let mut outbound = tokio::net::TcpStream::connect("127.0.0.1:6379")
+                    .await
+                    .unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+            tracked.lock().unwrap().push(link);
+        }
+    });
+    let config = format!(
+        "[cache]\nbackend = \"redis\"\nredis_url = \"redis://{address}\"\n\
+         redis_prefix = \"promptops:test:{}:readyz:\"\nttl_seconds = 60\n",
+        std::process::id()
+    );
+    let gw = start(&config, false).await;
+    assert_eq!(gw.get("/readyz").await.status(), 200);
+    // Close the relay: no listener, every open connection dropped.
+    acceptor.abort();
+    let _ = acceptor.await;
+    let open: Vec<_> = links.lock().unwrap().drain(..).collect();
+    for link in open {
+        link.abort();
+        let _ = link.await;
+    }
+    let response = gw.get("/readyz").await;
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["problems"].to_string().contains("cache backend"),
+        "{body}"
+    );
+}
