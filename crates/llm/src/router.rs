@@ -346,8 +346,9 @@ impl Router {
     }
 
     /// A streamed chat completion. Falling back and retrying happen until a stream yields its
-    /// first event (one that fails, ends or stalls before that is a failed attempt); after that, each gap between deltas is bounded by the per-attempt timeout and the whole
-    /// stream by the deadline, and a failure ends the stream with an `Err` item.
+    /// first event (one that fails, ends or stalls before that is a failed attempt); after
+    /// that, each gap between deltas is bounded by the per-attempt timeout and the whole stream
+    /// by the deadline, and a failure ends the stream with an `Err` item.
     pub async fn stream(
         &self,
         model: &str,
