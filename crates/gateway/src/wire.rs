@@ -458,7 +458,7 @@ pub struct ChatCompletion<'a> {
     choices: Vec<WireChoice<'a>>,
     usage: WireUsage,
     #[serde(skip_serializing_if = "Option::is_none")]
-    system_fingerprint: Option<Value>,
+    system_fingerprint: Option<&'a str>,
 }
 
 impl<'a> ChatCompletion<'a> {
@@ -490,7 +490,7 @@ impl<'a> ChatCompletion<'a> {
                 })
                 .collect(),
             usage: WireUsage::from(&response.usage),
-            system_fingerprint: response.raw.get("system_fingerprint"),
+            system_fingerprint: response.system_fingerprint.as_deref(),
         }
     }
 }

@@ -41,6 +41,7 @@ async fn non_streaming_chat_has_openai_shape_and_headers() {
     assert_eq!(body["usage"]["prompt_tokens"], 24);
     assert_eq!(body["usage"]["total_tokens"], 32);
     assert_eq!(body["usage"]["prompt_tokens_details"]["cached_tokens"], 16);
+    assert_eq!(body["system_fingerprint"], "fp_0ba0d124f1");
     let sent = gw.upstream.last_body();
     assert_eq!(sent["model"], "gpt-4o-mini");
     assert_eq!(sent["seed"], 3);

@@ -238,6 +238,7 @@ impl AnthropicProvider {
                 logprobs: None,
             }],
             usage,
+            system_fingerprint: None,
             raw: raw.into(),
         })
     }

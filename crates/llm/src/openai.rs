@@ -266,6 +266,10 @@ impl OpenAiProvider {
             model: completion.model.unwrap_or_else(|| request.model.clone()),
             choices,
             usage,
+            system_fingerprint: match completion.system_fingerprint {
+                Some(Value::String(fingerprint)) => Some(fingerprint),
+                _ => None,
+            },
             raw,
         })
     }
@@ -394,6 +398,10 @@ struct Completion {
     choices: Vec<CompletionChoice>,
     #[serde(default)]
     usage: Option<OpenAiUsage>,
+    /// Any JSON is accepted (a server sending a non-string must not fail the call); only a
+    /// string is kept.
+    #[serde(default)]
+    system_fingerprint: Option<Value>,
 }
 
 #[derive(Deserialize)]

@@ -486,7 +486,7 @@ impl Router {
                         permit.success();
                         self.health.record(&target_name, true);
                         attempts.push(AttemptRecord {
-                            target: target.to_string(),
+                            target: target_name,
                             attempt,
                             cause: None,
                             retryable: false,

@@ -229,6 +229,10 @@ pub struct ChatResponse {
     pub choices: Vec<Choice>,
     /// Token usage, always filled.
     pub usage: Usage,
+    /// OpenAI's `system_fingerprint`, when the provider sent one. Read with the rest of the
+    /// body: fetching it from `raw` afterwards read the whole body a second time (~8% of the
+    /// gateway's instructions per request).
+    pub system_fingerprint: Option<String>,
     /// The provider's response body as received (for streams: the collected events).
     pub raw: RawPayload,
 }
@@ -563,6 +567,7 @@ impl StreamAccumulator {
                 cache_write_tokens: 0,
                 exactness: Exactness::Estimate,
             }),
+            system_fingerprint: None,
             raw: raw.into(),
         }
     }

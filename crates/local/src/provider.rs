@@ -250,6 +250,7 @@ fn response(
             logprobs: generation.logprobs.as_deref().map(openai_logprobs),
         }],
         usage: usage(generation.usage),
+        system_fingerprint: None,
         raw: raw.into(),
     }
 }

@@ -72,6 +72,7 @@ impl Provider for Echo {
                 logprobs: None,
             }],
             usage: Usage::reported(1000, 500, 400),
+            system_fingerprint: None,
             raw: Value::Null.into(),
         })
     }
@@ -269,6 +270,7 @@ fn replayed_deltas_rebuild_the_response() {
             logprobs: None,
         }],
         usage: Usage::reported(3, 4, 0),
+        system_fingerprint: None,
         raw: Value::Null.into(),
     };
     let mut accumulator = StreamAccumulator::new();
