@@ -160,3 +160,56 @@ pub enum CoreError {
         reserved_output: usize,
     },
 }
+
+/// `error` and its sources on one line, `: `-separated, skipping a source whose text the line
+/// already holds (wrappers often repeat their cause). The useful part of many errors (hyper,
+/// sqlx, minijinja) sits in the sources, which `Display` leaves out.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct Layer {
+        text: &'static str,
+        #[source]
+        source: Option<Box<Layer>>,
+    }
+
+    fn layer(text: &'static str, source: Option<Layer>) -> Layer {
+        Layer {
+            text,
+            source: source.map(Box::new),
+        }
+    }
+
+    #[test]
+    fn sources_join_and_repeats_are_skipped() {
+        let error = layer(
+            "cannot render: undefined value",
+            Some(layer(
+                "undefined value",
+                Some(layer("variable `who` (line 1)", None)),
+            )),
+        );
+        assert_eq!(
+            error_chain(&error),
+            "cannot render: undefined value: variable `who` (line 1)"
+        );
+        assert_eq!(error_chain(&layer("alone", None)), "alone");
+    }
+}

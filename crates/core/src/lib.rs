@@ -15,4 +15,4 @@ pub mod stream_count;
 pub mod template;
 pub mod tokens;
 
-pub use error::CoreError;
+pub use error::{CoreError, error_chain};

@@ -702,22 +702,10 @@ fn about(param: &str) -> impl Fn(RegistryError) -> GatewayError + '_ {
         | RegistryError::InvalidReference { .. }
         | RegistryError::Template { .. }
         | RegistryError::InvalidOutcome(_) => {
-            GatewayError::bad_request(Some(param.to_owned()), error_chain(&error))
+            GatewayError::bad_request(Some(param.to_owned()), promptops_core::error_chain(&error))
         }
         other => GatewayError::Registry(other),
     }
-}
-
-/// The error and its sources (template errors keep the detail in the source).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Point a label at a version (audited; `production` is what `prompt:NAME` serves without

@@ -164,19 +164,7 @@ impl GatewayError {
     pub fn client_message(&self) -> String {
         match self {
             GatewayError::Runtime(error) => error.client_message(),
-            other => {
-                let mut message = other.to_string();
-                let mut source = std::error::Error::source(other);
-                while let Some(error) = source {
-                    let text = error.to_string();
-                    if !message.contains(&text) {
-                        message.push_str(": ");
-                        message.push_str(&text);
-                    }
-                    source = error.source();
-                }
-                message
-            }
+            other => promptops_core::error_chain(other),
         }
     }
 

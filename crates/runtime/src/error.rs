@@ -180,17 +180,7 @@ impl RuntimeError {
 
     /// The message for clients: the error and its sources, on one line.
     pub fn client_message(&self) -> String {
-        let mut message = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(error) = source {
-            let text = error.to_string();
-            if !message.contains(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-            source = error.source();
-        }
-        message
+        promptops_core::error_chain(self)
     }
 }
 
