@@ -10,10 +10,11 @@
 //! written as `"function"`, and `null` or `[]` in the optional `name`, `tool_call_id`,
 //! `tool_calls` fields are written as absent.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{DeserializeOwned, Error as _, SeqAccess, Visitor};
+use serde::de::{DeserializeOwned, Error as _, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -21,6 +22,100 @@ use crate::CoreError;
 
 /// Unknown JSON fields of an object, kept so that serialisation gives them back unchanged.
 pub type Extra = Map<String, Value>;
+
+/// A string read without a copy when the input holds it unescaped (an object key, a role).
+/// `Cow<str>`'s own `Deserialize` always copies.
+pub struct Key<'de>(pub Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, key: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(key)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(key.to_owned())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, key: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(key)))
+            }
+        }
+
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Declares a wire-shape struct whose known members are read into `Option`s (present or not)
+/// and whose other members go to `extra`, in one pass over the object, and the `Deserialize`
+/// of the public type that its `TryFrom<raw>` settles (required members, defaults, checks).
+///
+/// This stands in for `#[serde(flatten)]`, which buffers the whole object into an intermediate
+/// tree before reading it: on the gateway's request and response paths that buffering cost more
+/// than the rest of the parse.
+macro_rules! wire_object {
+    ($(#[$meta:meta])* $raw:ident => $target:ident expecting $expecting:literal {
+        $($field:ident: $ty:ty = $key:literal),* $(,)?
+    }) => {
+        $(#[$meta])*
+        #[derive(Default)]
+        struct $raw {
+            $($field: Option<$ty>,)*
+            extra: Extra,
+        }
+
+        impl<'de> Deserialize<'de> for $target {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct RawVisitor;
+
+                impl<'de> Visitor<'de> for RawVisitor {
+                    type Value = $target;
+
+                    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                        formatter.write_str($expecting)
+                    }
+
+                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<$target, A::Error> {
+                        let mut raw = $raw::default();
+                        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                            match key.as_ref() {
+                                $($key => {
+                                    if raw.$field.is_some() {
+                                        return Err(A::Error::duplicate_field($key));
+                                    }
+                                    raw.$field = Some(map.next_value()?);
+                                })*
+                                _ => {
+                                    let value: Value = map.next_value()?;
+                                    raw.extra.insert(key.into_owned(), value);
+                                }
+                            }
+                        }
+                        // Settled here, inside the object, so an error points where serde's
+                        // derive would (the parser's position is still in the object).
+                        $target::try_from(raw).map_err(A::Error::custom)
+                    }
+                }
+
+                deserializer.deserialize_map(RawVisitor)
+            }
+        }
+    };
+}
+
+/// The value of a required member, or serde's own error for its absence.
+fn required<T>(value: Option<T>, name: &'static str) -> Result<T, String> {
+    value.ok_or_else(|| format!("missing field `{name}`"))
+}
 
 /// Who speaks a message. `Developer` is OpenAI's name for instructions that rank below `System`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -71,7 +166,7 @@ impl Role {
 
 impl<'de> Deserialize<'de> for Role {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
+        let Key(name) = Key::deserialize(deserializer)?;
         Role::from_wire(&name).ok_or_else(|| {
             let known: Vec<&str> = Role::ALL.iter().map(|role| role.as_str()).collect();
             D::Error::custom(format!(
@@ -260,12 +355,12 @@ pub enum KnownPart {
 }
 
 /// An image reference inside an `image_url` part.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ImageUrl {
     /// An http(s) URL or a `data:` URL with base64 content.
     pub url: String,
     /// `low`, `high` or `auto`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// Unknown fields.
     #[serde(flatten)]
@@ -273,12 +368,12 @@ pub struct ImageUrl {
 }
 
 /// A tool call made by the assistant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolCall {
     /// Identifier that the matching tool message quotes in `tool_call_id`.
     pub id: String,
     /// Always `function` today.
-    #[serde(rename = "type", default = "function_kind")]
+    #[serde(rename = "type")]
     pub kind: String,
     /// The function and its JSON-encoded arguments.
     pub function: FunctionCall,
@@ -292,7 +387,7 @@ fn function_kind() -> String {
 }
 
 /// The function part of a tool call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FunctionCall {
     /// Function name.
     pub name: String,
@@ -304,10 +399,10 @@ pub struct FunctionCall {
 }
 
 /// A tool the model may call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tool {
     /// Always `function` today.
-    #[serde(rename = "type", default = "function_kind")]
+    #[serde(rename = "type")]
     pub kind: String,
     /// The function's declaration.
     pub function: FunctionDefinition,
@@ -317,30 +412,135 @@ pub struct Tool {
 }
 
 /// Declaration of a callable function.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FunctionDefinition {
     /// Function name.
     pub name: String,
     /// What the function does, shown to the model.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// JSON schema of the arguments object.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Value>,
     /// Whether the provider must follow the schema exactly.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,
     /// Unknown fields.
     #[serde(flatten)]
     pub extra: Extra,
 }
 
+wire_object! {
+    /// [`ImageUrl`] as read.
+    RawImageUrl => ImageUrl expecting "an image_url object" {
+        url: String = "url",
+        detail: Option<String> = "detail",
+    }
+}
+
+impl TryFrom<RawImageUrl> for ImageUrl {
+    type Error = String;
+
+    fn try_from(raw: RawImageUrl) -> Result<Self, Self::Error> {
+        Ok(ImageUrl {
+            url: required(raw.url, "url")?,
+            detail: raw.detail.flatten(),
+            extra: raw.extra,
+        })
+    }
+}
+
+wire_object! {
+    /// [`ToolCall`] as read.
+    RawToolCall => ToolCall expecting "a tool call object" {
+        id: String = "id",
+        kind: String = "type",
+        function: FunctionCall = "function",
+    }
+}
+
+impl TryFrom<RawToolCall> for ToolCall {
+    type Error = String;
+
+    fn try_from(raw: RawToolCall) -> Result<Self, Self::Error> {
+        Ok(ToolCall {
+            id: required(raw.id, "id")?,
+            kind: raw.kind.unwrap_or_else(function_kind),
+            function: required(raw.function, "function")?,
+            extra: raw.extra,
+        })
+    }
+}
+
+wire_object! {
+    /// [`FunctionCall`] as read.
+    RawFunctionCall => FunctionCall expecting "a function call object" {
+        name: String = "name",
+        arguments: String = "arguments",
+    }
+}
+
+impl TryFrom<RawFunctionCall> for FunctionCall {
+    type Error = String;
+
+    fn try_from(raw: RawFunctionCall) -> Result<Self, Self::Error> {
+        Ok(FunctionCall {
+            name: required(raw.name, "name")?,
+            arguments: required(raw.arguments, "arguments")?,
+            extra: raw.extra,
+        })
+    }
+}
+
+wire_object! {
+    /// [`Tool`] as read.
+    RawTool => Tool expecting "a tool object" {
+        kind: String = "type",
+        function: FunctionDefinition = "function",
+    }
+}
+
+impl TryFrom<RawTool> for Tool {
+    type Error = String;
+
+    fn try_from(raw: RawTool) -> Result<Self, Self::Error> {
+        Ok(Tool {
+            kind: raw.kind.unwrap_or_else(function_kind),
+            function: required(raw.function, "function")?,
+            extra: raw.extra,
+        })
+    }
+}
+
+wire_object! {
+    /// [`FunctionDefinition`] as read.
+    RawFunctionDefinition => FunctionDefinition expecting "a function object" {
+        name: String = "name",
+        description: Option<String> = "description",
+        parameters: Option<Value> = "parameters",
+        strict: Option<bool> = "strict",
+    }
+}
+
+impl TryFrom<RawFunctionDefinition> for FunctionDefinition {
+    type Error = String;
+
+    fn try_from(raw: RawFunctionDefinition) -> Result<Self, Self::Error> {
+        Ok(FunctionDefinition {
+            name: required(raw.name, "name")?,
+            description: raw.description.flatten(),
+            parameters: raw.parameters.flatten(),
+            strict: raw.strict.flatten(),
+            extra: raw.extra,
+        })
+    }
+}
+
 /// One chat message.
 ///
 /// Reading checks what OpenAI would reject anyway: a `tool` message needs `tool_call_id`, and
 /// every role but `assistant` and `function` needs `content`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "RawMessage")]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Message {
     /// Who speaks.
     pub role: Role,
@@ -348,33 +548,28 @@ pub struct Message {
     /// `null` when `None`, because that is what OpenAI sends (an absent `content` reads as `None`).
     pub content: Option<Content>,
     /// Optional participant name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Tool calls made by an assistant message.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
     /// For `tool` messages: the id of the call this message answers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
     /// Unknown fields (e.g. `refusal`, `audio`), kept verbatim.
     #[serde(flatten)]
     pub extra: Extra,
 }
 
-/// [`Message`] as it stands on the wire, before the checks of [`Message::check`].
-#[derive(Deserialize)]
-struct RawMessage {
-    role: Role,
-    #[serde(default)]
-    content: Option<Content>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    tool_calls: Option<Vec<ToolCall>>,
-    #[serde(default)]
-    tool_call_id: Option<String>,
-    #[serde(flatten)]
-    extra: Extra,
+wire_object! {
+    /// [`Message`] as it stands on the wire, before the checks of [`Message::check`].
+    RawMessage => Message expecting "a message object" {
+        role: Role = "role",
+        content: Option<Content> = "content",
+        name: Option<String> = "name",
+        tool_calls: Option<Vec<ToolCall>> = "tool_calls",
+        tool_call_id: Option<String> = "tool_call_id",
+    }
 }
 
 impl TryFrom<RawMessage> for Message {
@@ -382,11 +577,11 @@ impl TryFrom<RawMessage> for Message {
 
     fn try_from(raw: RawMessage) -> Result<Self, Self::Error> {
         let message = Message {
-            role: raw.role,
-            content: raw.content,
-            name: raw.name,
-            tool_calls: raw.tool_calls.unwrap_or_default(),
-            tool_call_id: raw.tool_call_id,
+            role: required(raw.role, "role")?,
+            content: raw.content.flatten(),
+            name: raw.name.flatten(),
+            tool_calls: raw.tool_calls.flatten().unwrap_or_default(),
+            tool_call_id: raw.tool_call_id.flatten(),
             extra: raw.extra,
         };
         message.check()?;
@@ -610,13 +805,13 @@ mod tests {
             r#"[{"role":"tool","content":"42"}]"#,
             Some(
                 "invalid openai payload at messages[0]: a tool message needs `tool_call_id` (the id \
-                 of the call it answers) at line 1 column 32",
+                 of the call it answers) at line 1 column 31",
             ),
         );
         check(
             r#"[{"role":"user"}]"#,
             Some(
-                "invalid openai payload at messages[0]: a user message needs `content` at line 1 column 17",
+                "invalid openai payload at messages[0]: a user message needs `content` at line 1 column 16",
             ),
         );
         check(
