@@ -16,6 +16,10 @@
 //! [[routes]]
 //! name = "fast"
 //! targets = ["upstream/gpt-4o-mini", "local/smollm2-135m"]
+//! [circuit_breaker]               # one breaker per provider, these settings for all
+//! failure_threshold = 5            # consecutive failures that open it
+//! open_ms = 30000                  # how long it refuses calls before letting a probe through
+//! half_open_probes = 1
 //! [guard]
 //! enabled = false
 //! ```
@@ -26,8 +30,8 @@ use std::time::Duration;
 
 use promptops_access::{AccessConfig, AccessError};
 use promptops_cache::{CacheConfig, CacheError};
-use promptops_llm::LlmConfig;
 use promptops_llm::config::{RawLlmConfig, RawProvider, RawRoute};
+use promptops_llm::{BreakerConfig, LlmConfig};
 use promptops_runtime::GuardConfig;
 use serde::Deserialize;
 
@@ -68,6 +72,60 @@ pub struct RawConfig {
     /// `[cache]`, validated by `promptops_cache::CacheConfig`.
     #[serde(default)]
     pub cache: Option<toml::Value>,
+    /// `[circuit_breaker]`.
+    #[serde(default)]
+    pub circuit_breaker: RawBreaker,
+}
+
+/// `[circuit_breaker]` as written; absent keys keep [`BreakerConfig::default`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    /// Consecutive upstream failures that open a provider's breaker.
+    #[serde(default)]
+    pub failure_threshold: Option<u32>,
+    /// Milliseconds an open breaker refuses calls before letting probes through.
+    #[serde(default)]
+    pub open_ms: Option<u64>,
+    /// Calls let through at once while half-open.
+    #[serde(default)]
+    pub half_open_probes: Option<u32>,
+}
+
+impl RawBreaker {
+    fn validate(&self) -> Result<BreakerConfig, GatewayError> {
+        let defaults = BreakerConfig::default();
+        let at_least_one = |key: &str, value: Option<u32>, default: u32| match value {
+            Some(0) => Err(GatewayError::Config {
+                key: format!("circuit_breaker.{key}"),
+                reason: "must be at least 1".to_owned(),
+            }),
+            other => Ok(other.unwrap_or(default)),
+        };
+        let open_for = match self.open_ms {
+            None => defaults.open_for,
+            Some(ms) if (1..=3_600_000).contains(&ms) => Duration::from_millis(ms),
+            Some(ms) => {
+                return Err(GatewayError::Config {
+                    key: "circuit_breaker.open_ms".to_owned(),
+                    reason: format!("{ms} must be from 1 to 3600000"),
+                });
+            }
+        };
+        Ok(BreakerConfig {
+            failure_threshold: at_least_one(
+                "failure_threshold",
+                self.failure_threshold,
+                defaults.failure_threshold,
+            )?,
+            open_for,
+            half_open_probes: at_least_one(
+                "half_open_probes",
+                self.half_open_probes,
+                defaults.half_open_probes,
+            )?,
+        })
+    }
 }
 
 /// Most server threads accepted (far more than any machine has cores).
@@ -117,6 +175,8 @@ pub struct GatewayConfig {
     pub access: AccessConfig,
     /// The response cache, when a `[cache]` section is present.
     pub cache: Option<CacheConfig>,
+    /// Every provider's circuit breaker.
+    pub breaker: BreakerConfig,
 }
 
 impl Default for GatewayConfig {
@@ -135,6 +195,7 @@ impl Default for GatewayConfig {
                 limits: promptops_access::LimitsConfig::default(),
             },
             cache: None,
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -270,6 +331,7 @@ impl GatewayConfig {
                 }
             }
         }
+        let breaker = raw.circuit_breaker.validate()?;
         Ok(GatewayConfig {
             listen,
             workers,
@@ -280,6 +342,7 @@ impl GatewayConfig {
             guard: raw.guard,
             access,
             cache,
+            breaker,
         })
     }
 }
@@ -348,6 +411,38 @@ retries = 1
         check_err("[cache]\nttl = 1\n", "cache");
         check_err("[limits]\nbackend = \"nope\"\n", "limits.backend");
         check_err("[[keys]]\nname = \"a\"\n", "keys[0]");
+        check_err(
+            "[circuit_breaker]\nfailure_threshold = 0\n",
+            "circuit_breaker.failure_threshold",
+        );
+        check_err(
+            "[circuit_breaker]\nopen_ms = 0\n",
+            "circuit_breaker.open_ms",
+        );
+        check_err(
+            "[circuit_breaker]\nhalf_open_probes = 0\n",
+            "circuit_breaker.half_open_probes",
+        );
+        check_err("[circuit_breaker]\nopen_s = 1\n", "circuit_breaker");
+    }
+
+    #[test]
+    fn circuit_breaker_keys_override_the_defaults() {
+        assert_eq!(
+            GatewayConfig::from_toml("").unwrap().breaker,
+            BreakerConfig::default()
+        );
+        let config =
+            GatewayConfig::from_toml("[circuit_breaker]\nfailure_threshold = 2\nopen_ms = 1500\n")
+                .unwrap();
+        assert_eq!(
+            config.breaker,
+            BreakerConfig {
+                failure_threshold: 2,
+                open_for: Duration::from_millis(1500),
+                half_open_probes: BreakerConfig::default().half_open_probes,
+            }
+        );
     }
 
     #[test]

@@ -99,7 +99,7 @@ pub struct GatewayMetrics {
     pub upstream_errors: Family<NameLabels, Counter>,
     /// Requests served by a fallback or after retries, by route/model asked.
     pub fallbacks: Family<NameLabels, Counter>,
-    /// Guard verdicts (`blocked_input`, `blocked_output`, `warned`).
+    /// Guard verdicts (`allowed`, `warned`, `blocked_input`, `blocked_output`).
     pub guard: Family<NameLabels, Counter>,
     /// Guard check outcomes by check and verdict.
     pub guard_checks: Family<CheckLabels, Counter>,
@@ -450,6 +450,19 @@ impl GatewayMetrics {
                 name: verdict.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts the verdict on a request the guard let through: `allowed`, or `warned` with the
+    /// checks that fired. Nothing when the guard is off.
+    pub fn guard_passed(&self, guard_enabled: bool, warnings: &[String]) {
+        if !guard_enabled {
+            return;
+        }
+        if warnings.is_empty() {
+            self.guard_verdict("allowed");
+        } else {
+            self.guard_checks("warned", warnings);
+        }
     }
 
     /// Counts a guard verdict and, per check named in `reasons` (`CHECK:detail`), the check.

@@ -360,9 +360,7 @@ pub async fn chat_completions(
             }
         };
         metrics.attempts(&parsed.model, &meta.attempts);
-        if !meta.guard_warnings.is_empty() {
-            metrics.guard_checks("warned", &meta.guard_warnings);
-        }
+        metrics.guard_passed(runtime.guard_enabled(), &meta.guard_warnings);
         let header = ChunkHeader {
             id: format!("chatcmpl-{request_id}"),
             created: now_secs(),
@@ -432,15 +430,14 @@ pub async fn chat_completions(
         &outcome.response.usage,
         outcome.cost_usd,
     );
-    if !outcome.guard_warnings.is_empty() {
-        metrics.guard_checks("warned", &outcome.guard_warnings);
-    }
+    metrics.guard_passed(runtime.guard_enabled(), &outcome.guard_warnings);
     let fallback_id = format!("chatcmpl-{request_id}");
     let completion = wire::ChatCompletion::new(
         &outcome.response,
         &fallback_id,
         &outcome.target.model,
         now_secs(),
+        outcome.cost_usd,
     );
     let body = serde_json::to_vec(&completion).map_err(std::io::Error::from)?;
     let mut response = (
@@ -641,7 +638,15 @@ fn replay(entry: &CachedEntry, request_id: &str, stream: bool, include_usage: bo
         );
         response
     } else {
-        axum::Json(&entry.completion).into_response()
+        // A replay costs nothing: the stored answer's cost member (if any) says so too.
+        let mut completion = entry.completion.clone();
+        if let Some(usage) = completion
+            .get_mut("usage")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            usage.insert(wire::COST_MEMBER.to_owned(), serde_json::json!(0.0));
+        }
+        axum::Json(completion).into_response()
     };
     let headers = response.headers_mut();
     set_header(headers, CACHE_HEADER, "hit");

@@ -68,18 +68,17 @@ impl AppState {
         config: &GatewayConfig,
         providers: ProviderSet,
     ) -> Result<AppState, GatewayError> {
-        let router =
-            Router::new(providers, &config.llm, RouterOptions::default()).map_err(|error| {
-                match error {
-                    promptops_llm::LlmError::Config { key, reason } => {
-                        GatewayError::Config { key, reason }
-                    }
-                    other => GatewayError::Config {
-                        key: "routes".to_owned(),
-                        reason: other.to_string(),
-                    },
-                }
-            })?;
+        let options = RouterOptions {
+            breaker: config.breaker,
+            ..RouterOptions::default()
+        };
+        let router = Router::new(providers, &config.llm, options).map_err(|error| match error {
+            promptops_llm::LlmError::Config { key, reason } => GatewayError::Config { key, reason },
+            other => GatewayError::Config {
+                key: "routes".to_owned(),
+                reason: other.to_string(),
+            },
+        })?;
         // A semantic cache whose embedding model cannot be called would silently never hit:
         // refuse it at start, naming the key.
         if let Some(semantic) = config.cache.as_ref().and_then(|c| c.semantic.as_ref())

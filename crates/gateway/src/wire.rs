@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use promptops_core::generation::GenerationConfig;
-use promptops_core::message::{Extra, Message, Tool};
+use promptops_core::message::{Extra, Key, Message, Tool};
 use promptops_llm::{ChatRequest, ChatResponse, StreamDelta, StreamOptions, ToolChoice, Usage};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -168,7 +168,7 @@ impl<'de> serde::de::Visitor<'de> for MembersVisitor {
         }
         let (mut model, mut messages, mut tools, mut stream) = (None, None, None, None);
         let mut rest = Map::new();
-        while let Some(key) = access.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(Key(key)) = access.next_key::<Key<'de>>()? {
             match key.as_ref() {
                 "model" => once(&mut model, access.next_value()?, "model")?,
                 "messages" => once(&mut messages, access.next_value()?, "messages")?,
@@ -419,6 +419,9 @@ struct WireUsage {
     completion_tokens: u64,
     total_tokens: u64,
     prompt_tokens_details: CachedTokens,
+    /// The call's cost ([`COST_MEMBER`]), when the catalog prices the model.
+    #[serde(rename = "promptops_cost_usd", skip_serializing_if = "Option::is_none")]
+    cost_usd: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -426,8 +429,8 @@ struct CachedTokens {
     cached_tokens: u64,
 }
 
-impl From<&Usage> for WireUsage {
-    fn from(usage: &Usage) -> Self {
+impl WireUsage {
+    fn new(usage: &Usage, cost_usd: Option<f64>) -> Self {
         WireUsage {
             prompt_tokens: usage.input_tokens,
             completion_tokens: usage.output_tokens,
@@ -435,6 +438,7 @@ impl From<&Usage> for WireUsage {
             prompt_tokens_details: CachedTokens {
                 cached_tokens: usage.cached_tokens,
             },
+            cost_usd,
         }
     }
 }
@@ -463,12 +467,14 @@ pub struct ChatCompletion<'a> {
 
 impl<'a> ChatCompletion<'a> {
     /// `response` as OpenAI's `chat.completion` object; `fallback_id` when the provider gave
-    /// no id, `model` as the client should see it.
+    /// no id, `model` as the client should see it, `cost_usd` in `usage` as [`COST_MEMBER`]
+    /// (the same member a stream's usage chunk carries).
     pub fn new(
         response: &'a ChatResponse,
         fallback_id: &'a str,
         model: &'a str,
         created: u64,
+        cost_usd: Option<f64>,
     ) -> ChatCompletion<'a> {
         ChatCompletion {
             id: if response.id.is_empty() {
@@ -489,21 +495,28 @@ impl<'a> ChatCompletion<'a> {
                     finish_reason: choice.finish_reason.as_openai(),
                 })
                 .collect(),
-            usage: WireUsage::from(&response.usage),
+            usage: WireUsage::new(&response.usage, cost_usd),
             system_fingerprint: response.system_fingerprint.as_deref(),
         }
     }
 }
 
-/// A whole chat completion in OpenAI's shape, as a JSON tree (for the response cache); `None`
-/// only when a message cannot be represented as JSON.
+/// A whole chat completion in OpenAI's shape without cost, as a JSON tree (for the response
+/// cache); `None` only when a message cannot be represented as JSON.
 pub fn chat_completion_json(
     response: &ChatResponse,
     fallback_id: &str,
     model: &str,
     created: u64,
 ) -> Option<Value> {
-    serde_json::to_value(ChatCompletion::new(response, fallback_id, model, created)).ok()
+    serde_json::to_value(ChatCompletion::new(
+        response,
+        fallback_id,
+        model,
+        created,
+        None,
+    ))
+    .ok()
 }
 
 /// The fixed part of every chunk of one stream.

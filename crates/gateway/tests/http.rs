@@ -41,6 +41,9 @@ async fn non_streaming_chat_has_openai_shape_and_headers() {
     assert_eq!(body["usage"]["prompt_tokens"], 24);
     assert_eq!(body["usage"]["total_tokens"], 32);
     assert_eq!(body["usage"]["prompt_tokens_details"]["cached_tokens"], 16);
+    // The body's cost member carries the header's figure, as a stream's usage chunk does.
+    let body_cost = body["usage"]["promptops_cost_usd"].as_f64().unwrap();
+    assert!((body_cost - cost).abs() < 1e-8, "{body_cost} vs {cost}");
     assert_eq!(body["system_fingerprint"], "fp_0ba0d124f1");
     let sent = gw.upstream.last_body();
     assert_eq!(sent["model"], "gpt-4o-mini");
@@ -490,6 +493,11 @@ async fn exact_cache_serves_deterministic_requests_and_replays_streams() {
     assert_eq!(hit.headers()["x-promptops-provider"], "up/gpt-4o-mini");
     let hit: Value = hit.json().await.unwrap();
     assert_eq!(hit["choices"], first["choices"]);
+    assert!(first["usage"]["promptops_cost_usd"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        hit["usage"]["promptops_cost_usd"], 0.0,
+        "a replay costs nothing"
+    );
     let upstream_hits = gw.upstream.hits();
     // The same request streamed is replayed from the cache as SSE.
     let mut streamed = body.clone();

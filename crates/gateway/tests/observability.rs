@@ -158,6 +158,42 @@ async fn circuit_gauge_follows_the_breaker_of_each_provider() {
 }
 
 #[tokio::test]
+async fn circuit_gauge_reports_half_open_when_the_configured_cool_down_ends() {
+    let gw = start(
+        "[circuit_breaker]\nfailure_threshold = 1\nopen_ms = 300\n",
+        false,
+    )
+    .await;
+    let state = async || {
+        let metrics = gw.get("/metrics").await.text().await.unwrap();
+        sample(&metrics, "promptops_circuit_state{provider=\"bad\"}").unwrap()
+    };
+    let fail = async || {
+        let response = gw
+            .post(
+                "/v1/chat/completions",
+                json!({"model": "bad/gpt-4o-mini", "messages": user("x")}),
+            )
+            .await;
+        assert!(response.status().is_server_error(), "{}", response.status());
+    };
+    fail().await;
+    assert_eq!(state().await, 2.0, "one failure opens it (threshold 1)");
+    let mut seen = state().await;
+    for _ in 0..100 {
+        if seen != 2.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        seen = state().await;
+    }
+    assert_eq!(seen, 1.0, "half-open once the 300 ms cool-down is over");
+    // The probe fails: open again.
+    fail().await;
+    assert_eq!(state().await, 2.0);
+}
+
+#[tokio::test]
 async fn request_series_are_labelled_by_the_served_target() {
     let gw = start("", false).await;
     // Asked for the `fallback` route, served by `up` after `bad` failed.

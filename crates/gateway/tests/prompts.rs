@@ -357,6 +357,11 @@ async fn guard_blocks_injection_redacts_pii_and_catches_canary_leaks() {
         metrics.contains("promptops_guard_verdicts_total{name=\"blocked_output\"} 1"),
         "{metrics}"
     );
+    // The request that passed both stages counts as allowed.
+    assert!(
+        metrics.contains("promptops_guard_verdicts_total{name=\"allowed\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
