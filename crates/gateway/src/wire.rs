@@ -108,7 +108,12 @@ fn model_of(map: &mut Map<String, Value>) -> Result<String, GatewayError> {
 /// ([`Members`]); anything that path does not take (a type error, a duplicate member, a bad
 /// value) is read again through a JSON tree, which words the error and names the parameter.
 pub fn parse_chat(body: &[u8]) -> Result<ChatBody, GatewayError> {
-    match serde_json::from_slice::<Members>(body) {
+    // UTF-8 is checked once for the whole body: read from bytes, serde_json would check each
+    // string and key on its own, at a fixed cost per string that dominates short ones.
+    let Ok(text) = std::str::from_utf8(body) else {
+        return parse_chat_tree(body);
+    };
+    match serde_json::from_str::<Members>(text) {
         Ok(members) => {
             if let Some(model) = members.model.filter(|model| !model.trim().is_empty())
                 && let Ok(read) = chat_body(
@@ -741,6 +746,17 @@ mod tests {
         );
         assert_eq!(bad("[1]"), None);
         assert_eq!(bad("{nope"), None);
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_a_400_saying_where() {
+        let body = b"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}";
+        match parse_chat(body) {
+            Err(GatewayError::BadRequest { message, .. }) => {
+                assert!(message.contains("line 1 column"), "{message}");
+            }
+            other => panic!("expected a 400, got {other:?}"),
+        }
     }
 
     proptest::proptest! {

@@ -201,10 +201,15 @@ impl OpenAiProvider {
         request: &ChatRequest,
         bytes: bytes::Bytes,
     ) -> Result<ChatResponse, LlmError> {
-        match serde_json::from_slice::<Completion>(&bytes) {
-            Ok(completion) => self.assemble(request, completion, RawPayload::Body(bytes)),
+        // UTF-8 checked once for the whole body rather than per string (see the gateway's
+        // `parse_chat`).
+        let typed = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Completion>(text).ok());
+        match typed {
+            Some(completion) => self.assemble(request, completion, RawPayload::Body(bytes)),
             // The slow path only words the error: not JSON, or where the shape is wrong.
-            Err(_) => {
+            None => {
                 let raw = self.upstream.parse_json(&bytes)?;
                 self.parse_response(request, raw)
             }

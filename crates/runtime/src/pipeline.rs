@@ -4,11 +4,11 @@
 //! outcome — the same path for the gateway, `promptops run` and evaluations.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use promptops_core::catalog::Catalog;
+use promptops_core::catalog::{Catalog, ModelInfo};
 use promptops_core::message::Extra;
 use promptops_core::template::Variables;
 use promptops_core::{CoreError, message::Message};
@@ -208,6 +208,9 @@ struct Inner {
     prompts: Option<Prompts>,
     guard: Option<GuardStage>,
     catalog: Catalog,
+    /// The catalog's entry for each target priced so far: a catalog lookup normalises and
+    /// searches the name, and costs more than a map read on every request.
+    prices: RwLock<HashMap<Target, Option<ModelInfo>>>,
     recorder: MetricsRecorder,
     validators: Mutex<HashMap<(String, Version), Arc<jsonschema::Validator>>>,
     /// Per-process secret mixed with request ids into document delimiters.
@@ -229,6 +232,10 @@ impl std::fmt::Debug for Runtime {
             .finish_non_exhaustive()
     }
 }
+
+/// Most targets whose catalog entry [`Runtime::cost`] remembers; later ones are looked up
+/// each time.
+const MAX_PRICED_TARGETS: usize = 4096;
 
 /// Builds a [`Runtime`].
 pub struct RuntimeBuilder {
@@ -290,6 +297,7 @@ impl RuntimeBuilder {
                 prompts: self.prompts,
                 guard,
                 catalog,
+                prices: RwLock::new(HashMap::new()),
                 recorder: MetricsRecorder::new(),
                 validators: Mutex::new(HashMap::new()),
                 delimiter_key: random_key(),
@@ -422,18 +430,40 @@ impl Runtime {
 
     /// Cost in USD of `usage` at `target`, when the catalog prices the model.
     pub fn cost(&self, target: &Target, usage: &Usage) -> Option<f64> {
-        let info = self.inner.catalog.find(&target.to_string())?;
-        let to = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-        let cached = usage.cached_tokens.min(usage.input_tokens);
-        let written = usage.cache_write_tokens.min(usage.input_tokens - cached);
-        info.cost_with_cache_writes(
-            to(usage.input_tokens),
-            to(usage.output_tokens),
-            to(cached),
-            to(written),
-        )
-        .ok()
-        .map(|cost| cost.total_usd)
+        let price = |info: &ModelInfo| {
+            let to = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+            let cached = usage.cached_tokens.min(usage.input_tokens);
+            let written = usage.cache_write_tokens.min(usage.input_tokens - cached);
+            info.cost_with_cache_writes(
+                to(usage.input_tokens),
+                to(usage.output_tokens),
+                to(cached),
+                to(written),
+            )
+            .ok()
+            .map(|cost| cost.total_usd)
+        };
+        if let Some(known) = self
+            .inner
+            .prices
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(target)
+        {
+            return known.as_ref().and_then(price);
+        }
+        let info = self.inner.catalog.find(&target.to_string()).cloned();
+        let cost = info.as_ref().and_then(price);
+        let mut prices = self
+            .inner
+            .prices
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Clients name targets (`PROVIDER/anything`): the memo stays bounded.
+        if prices.len() < MAX_PRICED_TARGETS {
+            prices.insert(target.clone(), info);
+        }
+        cost
     }
 
     /// A whole chat completion through the pipeline.

@@ -176,6 +176,15 @@ fn anthropic_cache_writes_are_priced_at_the_write_rate() {
         cost > without_writes,
         "a cache write costs more than plain input"
     );
+    // Prices are remembered per target: a second call gives the same figure, an unpriced
+    // target stays unpriced.
+    assert_eq!(runtime.cost(&target, &usage), Some(cost));
+    let unknown = promptops_llm::Target {
+        provider: "up".to_owned(),
+        model: "no-such-model".to_owned(),
+    };
+    assert_eq!(runtime.cost(&unknown, &usage), None);
+    assert_eq!(runtime.cost(&unknown, &usage), None);
 }
 
 #[tokio::test]
