@@ -47,6 +47,17 @@ async fn send(gw: &Gateway, method: reqwest::Method, path: &str, body: Value) ->
         .unwrap()
 }
 
+/// [`send`], expecting the error envelope with `status`; the envelope's `error` member.
+async fn refused(
+    gw: &Gateway,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+    status: u16,
+) -> Value {
+    error_of(send(gw, method, path, body).await, status).await
+}
+
 async fn ok(response: reqwest::Response) -> Value {
     let status = response.status();
     let body: Value = response.json().await.unwrap();
@@ -128,38 +139,29 @@ async fn labels_move_are_audited_and_serve_label_references() {
     assert_eq!(labels.len(), 3, "{labels:?}");
     assert!(labels.iter().all(|(_, actor)| actor == "bob"), "{labels:?}");
 
-    let bad = error_of(
-        send(
-            &gw,
-            put.clone(),
-            "/admin/v1/prompts/greet/labels/no%20spaces",
-            json!({"version": "1.0.0"}),
-        )
-        .await,
+    let bad = refused(
+        &gw,
+        put.clone(),
+        "/admin/v1/prompts/greet/labels/no%20spaces",
+        json!({"version": "1.0.0"}),
         400,
     )
     .await;
     assert_eq!(bad["param"], "label");
-    let bad = error_of(
-        send(
-            &gw,
-            put.clone(),
-            "/admin/v1/prompts/greet/labels/x",
-            json!({"version": "1.0.0.0"}),
-        )
-        .await,
+    let bad = refused(
+        &gw,
+        put.clone(),
+        "/admin/v1/prompts/greet/labels/x",
+        json!({"version": "1.0.0.0"}),
         400,
     )
     .await;
     assert_eq!(bad["param"], "version");
-    let bad = error_of(
-        send(
-            &gw,
-            put.clone(),
-            "/admin/v1/prompts/greet/labels/x",
-            json!({}),
-        )
-        .await,
+    let bad = refused(
+        &gw,
+        put.clone(),
+        "/admin/v1/prompts/greet/labels/x",
+        json!({}),
         400,
     )
     .await;
@@ -167,25 +169,19 @@ async fn labels_move_are_audited_and_serve_label_references() {
         bad["message"].as_str().unwrap().contains("version"),
         "{bad}"
     );
-    error_of(
-        send(
-            &gw,
-            put.clone(),
-            "/admin/v1/prompts/greet/labels/x",
-            json!({"version": "9.9.9"}),
-        )
-        .await,
+    refused(
+        &gw,
+        put.clone(),
+        "/admin/v1/prompts/greet/labels/x",
+        json!({"version": "9.9.9"}),
         404,
     )
     .await;
-    error_of(
-        send(
-            &gw,
-            put,
-            "/admin/v1/prompts/ghost/labels/x",
-            json!({"version": "1.0.0"}),
-        )
-        .await,
+    refused(
+        &gw,
+        put,
+        "/admin/v1/prompts/ghost/labels/x",
+        json!({"version": "1.0.0"}),
         404,
     )
     .await;
@@ -209,27 +205,21 @@ async fn render_diff_export_and_audit_verification() {
         rendered["messages"][1]["content"],
         "Say hi to Ann (2 times)."
     );
-    let bad = error_of(
-        send(
-            &gw,
-            post.clone(),
-            "/admin/v1/prompts/greet/versions/1.1.0/render",
-            json!({"variables": {"times": 2}}),
-        )
-        .await,
+    let bad = refused(
+        &gw,
+        post.clone(),
+        "/admin/v1/prompts/greet/versions/1.1.0/render",
+        json!({"variables": {"times": 2}}),
         400,
     )
     .await;
     assert_eq!(bad["param"], "variables");
     assert!(bad["message"].as_str().unwrap().contains("who"), "{bad}");
-    error_of(
-        send(
-            &gw,
-            post.clone(),
-            "/admin/v1/prompts/greet/versions/2.0.0/render",
-            json!({}),
-        )
-        .await,
+    refused(
+        &gw,
+        post.clone(),
+        "/admin/v1/prompts/greet/versions/2.0.0/render",
+        json!({}),
         404,
     )
     .await;
@@ -327,26 +317,20 @@ async fn recorded_metrics_feed_the_canary_check_which_rolls_back_a_breach() {
     .await;
     assert_eq!(shown["summary"]["parse_error_rate"], 1.0);
 
-    let bad = error_of(
-        send(
-            &gw,
-            post.clone(),
-            "/admin/v1/prompts/greet/versions/1.0.0/metrics",
-            json!({"count": 0, "latency_ms": 1.0}),
-        )
-        .await,
+    let bad = refused(
+        &gw,
+        post.clone(),
+        "/admin/v1/prompts/greet/versions/1.0.0/metrics",
+        json!({"count": 0, "latency_ms": 1.0}),
         400,
     )
     .await;
     assert_eq!(bad["param"], "count");
-    let bad = error_of(
-        send(
-            &gw,
-            post.clone(),
-            "/admin/v1/prompts/greet/versions/1.0.0/metrics",
-            json!({}),
-        )
-        .await,
+    let bad = refused(
+        &gw,
+        post.clone(),
+        "/admin/v1/prompts/greet/versions/1.0.0/metrics",
+        json!({}),
         400,
     )
     .await;
@@ -354,25 +338,19 @@ async fn recorded_metrics_feed_the_canary_check_which_rolls_back_a_breach() {
         bad["message"].as_str().unwrap().contains("latency_ms"),
         "{bad}"
     );
-    error_of(
-        send(
-            &gw,
-            post.clone(),
-            "/admin/v1/prompts/greet/versions/1.0.0/metrics",
-            json!({"latency_ms": -1.0}),
-        )
-        .await,
+    refused(
+        &gw,
+        post.clone(),
+        "/admin/v1/prompts/greet/versions/1.0.0/metrics",
+        json!({"latency_ms": -1.0}),
         400,
     )
     .await;
-    error_of(
-        send(
-            &gw,
-            post.clone(),
-            "/admin/v1/prompts/greet/versions/3.0.0/metrics",
-            json!({"latency_ms": 1.0}),
-        )
-        .await,
+    refused(
+        &gw,
+        post.clone(),
+        "/admin/v1/prompts/greet/versions/3.0.0/metrics",
+        json!({"latency_ms": 1.0}),
         404,
     )
     .await;
@@ -421,27 +399,21 @@ async fn recorded_metrics_feed_the_canary_check_which_rolls_back_a_breach() {
     );
 
     // No canary left: the per-prompt check conflicts, the global one has nothing to judge.
-    error_of(
-        send(
-            &gw,
-            post.clone(),
-            "/admin/v1/prompts/greet/canary/check",
-            json!({}),
-        )
-        .await,
+    refused(
+        &gw,
+        post.clone(),
+        "/admin/v1/prompts/greet/canary/check",
+        json!({}),
         409,
     )
     .await;
     let all = ok(send(&gw, post.clone(), "/admin/v1/canary/check", json!({})).await).await;
     assert_eq!(all, json!([]));
-    let bad = error_of(
-        send(
-            &gw,
-            post,
-            "/admin/v1/canary/check",
-            json!({"min_requests": "many"}),
-        )
-        .await,
+    let bad = refused(
+        &gw,
+        post,
+        "/admin/v1/canary/check",
+        json!({"min_requests": "many"}),
         400,
     )
     .await;
@@ -468,48 +440,29 @@ async fn experiments_are_created_assigned_recorded_and_analyzed() {
             .await
             .contains(&("create_experiment".to_owned(), "bob".to_owned()))
     );
-    error_of(
-        send(
-            &gw,
-            post.clone(),
-            "/admin/v1/experiments",
-            json!({"name": "tone", "prompt": "greet", "arms": arms}),
-        )
-        .await,
+    refused(
+        &gw,
+        post.clone(),
+        "/admin/v1/experiments",
+        json!({"name": "tone", "prompt": "greet", "arms": arms}),
         409,
     )
     .await;
-    let bad = error_of(
-        send(
-            &gw,
-            post.clone(),
-            "/admin/v1/experiments",
-            json!({"name": "t2", "prompt": "greet", "arms": [{"version": "1.0.0"}, {"version": "one"}]}),
-        )
-        .await,
-        400,
-    )
-    .await;
+    let bad = refused(&gw, post.clone(), "/admin/v1/experiments", json!({"name": "t2", "prompt": "greet", "arms": [{"version": "1.0.0"}, {"version": "one"}]}), 400).await;
     assert_eq!(bad["param"], "arms[1].version");
-    error_of(
-        send(
-            &gw,
-            post.clone(),
-            "/admin/v1/experiments",
-            json!({"name": "t3", "prompt": "greet", "arms": [{"version": "1.0.0"}]}),
-        )
-        .await,
+    refused(
+        &gw,
+        post.clone(),
+        "/admin/v1/experiments",
+        json!({"name": "t3", "prompt": "greet", "arms": [{"version": "1.0.0"}]}),
         400,
     )
     .await;
-    error_of(
-        send(
-            &gw,
-            post.clone(),
-            "/admin/v1/experiments",
-            json!({"name": "t4", "prompt": "ghost", "arms": arms}),
-        )
-        .await,
+    refused(
+        &gw,
+        post.clone(),
+        "/admin/v1/experiments",
+        json!({"name": "t4", "prompt": "ghost", "arms": arms}),
         404,
     )
     .await;
@@ -551,37 +504,28 @@ async fn experiments_are_created_assigned_recorded_and_analyzed() {
     .await)
     .await;
     assert_eq!(pinned["arm"], 1);
-    error_of(
-        send(
-            &gw,
-            post.clone(),
-            "/admin/v1/experiments/tone/outcomes",
-            json!({"unit": "u"}),
-        )
-        .await,
+    refused(
+        &gw,
+        post.clone(),
+        "/admin/v1/experiments/tone/outcomes",
+        json!({"unit": "u"}),
         400,
     )
     .await;
-    let bad = error_of(
-        send(
-            &gw,
-            post.clone(),
-            "/admin/v1/experiments/tone/outcomes",
-            json!({"unit": "u", "version": "x", "success": true}),
-        )
-        .await,
+    let bad = refused(
+        &gw,
+        post.clone(),
+        "/admin/v1/experiments/tone/outcomes",
+        json!({"unit": "u", "version": "x", "success": true}),
         400,
     )
     .await;
     assert_eq!(bad["param"], "version");
-    error_of(
-        send(
-            &gw,
-            post,
-            "/admin/v1/experiments/ghost/outcomes",
-            json!({"unit": "u", "success": true}),
-        )
-        .await,
+    refused(
+        &gw,
+        post,
+        "/admin/v1/experiments/ghost/outcomes",
+        json!({"unit": "u", "success": true}),
         404,
     )
     .await;

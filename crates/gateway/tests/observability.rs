@@ -63,9 +63,10 @@ impl Captured {
     }
 }
 
-/// An OpenAI upstream whose stream sends its first chunk, then waits for `release` before the
-/// rest (finish, usage, `[DONE]`): the test decides when the stream ends.
-async fn held_upstream() -> (String, Arc<Notify>) {
+/// The gateway with provider `held`: an OpenAI upstream whose stream sends its first chunk,
+/// then waits for `release` before the rest (finish, usage, `[DONE]`), so the test decides
+/// when the stream ends.
+async fn start_with_held_upstream() -> (common::Gateway, Arc<Notify>) {
     let release = Arc::new(Notify::new());
     let held = Arc::clone(&release);
     let app = axum::Router::new().route(
@@ -109,7 +110,12 @@ async fn held_upstream() -> (String, Arc<Notify>) {
     tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });
-    (base_url, release)
+    let gw = start(
+        &format!("[[providers]]\nname = \"held\"\nkind = \"openai\"\nbase_url = \"{base_url}\"\n"),
+        false,
+    )
+    .await;
+    (gw, release)
 }
 
 /// The value of the series `name{labels}` in the exposition, if present.
@@ -281,12 +287,7 @@ async fn json_answers_log_tokens_and_cost_but_no_content() {
 async fn streams_are_recorded_when_their_body_ends_with_usage_and_cost() {
     let captured = Captured::default();
     let _guard = captured.install();
-    let (held, release) = held_upstream().await;
-    let gw = start(
-        &format!("[[providers]]\nname = \"held\"\nkind = \"openai\"\nbase_url = \"{held}\"\n"),
-        false,
-    )
-    .await;
+    let (gw, release) = start_with_held_upstream().await;
     let series = "promptops_http_request_duration_seconds_count{route=\"/v1/chat/completions\",provider=\"held\",model=\"gpt-4o-mini\",status=\"200\"}";
     let mut response = gw
         .client
@@ -350,12 +351,7 @@ async fn streams_are_recorded_when_their_body_ends_with_usage_and_cost() {
 async fn a_stream_the_client_leaves_is_logged_unfinished() {
     let captured = Captured::default();
     let _guard = captured.install();
-    let (held, _release) = held_upstream().await;
-    let gw = start(
-        &format!("[[providers]]\nname = \"held\"\nkind = \"openai\"\nbase_url = \"{held}\"\n"),
-        false,
-    )
-    .await;
+    let (gw, _release) = start_with_held_upstream().await;
     let mut response = gw
         .client
         .post(gw.url("/v1/chat/completions"))
